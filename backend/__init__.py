@@ -1,0 +1,78 @@
+"""Refit: a self-retraining scikit-learn model server.
+
+``create_app`` builds everything a process needs from a config: the history
+logs, one runtime per model (with its active version loaded), the API and its
+error handlers, and, only when asked (``serve``), the scheduler.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, request
+
+from . import errors
+from .config import Config, ConfigError, load_config
+from .history import HistoryLog
+from .runtime import ModelRuntime
+from .scheduler import TrainingScheduler
+from .state import Refit, refit
+
+log = logging.getLogger(__name__)
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def build_state(config: Config) -> Refit:
+    """Create the runtimes of every configured model, sharing one history log per file."""
+    histories: dict[str, HistoryLog] = {}
+    runtimes: dict[str, ModelRuntime] = {}
+    for name, model in config.models.items():
+        path = model.training.training_log_file
+        history = histories.setdefault(str(path), HistoryLog(path))
+        runtimes[name] = ModelRuntime(model, config.storage, history)
+    key_name = config.security.api_key_env
+    api_key = os.environ.get(key_name)
+    if api_key is not None and not api_key.strip():
+        raise ConfigError(f"security.apiKeyEnv: ${key_name} is set but empty; unset it or give it a value")
+    return Refit(config=config, runtimes=runtimes, histories=histories, api_key=api_key or None)
+
+
+def create_app(config: Config | str | Path | None = None, *, start_scheduler: bool = False) -> Flask:
+    """Build a Refit app; the scheduler starts only when ``start_scheduler`` (the ``serve`` command)."""
+    if not isinstance(config, Config):
+        config = load_config(config)
+    state = build_state(config)
+    for rt in state.runtimes.values():
+        rt.load_active()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.security.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["refit"] = state
+    errors.init_app(app)
+    app.before_request(_check_api_key)
+
+    from .api import register
+
+    register(app)
+    if start_scheduler:
+        state.scheduler = TrainingScheduler(state.runtimes)
+        state.scheduler.start()
+    return app
+
+
+def _check_api_key() -> None:
+    state = refit()
+    if state.api_key is None or request.method not in _MUTATING:
+        return
+    if request.endpoint == "predict.predict" and not state.config.security.protect_predict:
+        return
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")
+    if not hmac.compare_digest(given.encode("utf-8"), state.api_key.encode("utf-8")):
+        log.warning("refused %s %s: missing or wrong API key", request.method, request.path)
+        raise errors.Unauthorized("A valid API key is required: send Authorization: Bearer <key> or X-API-Key",
+                                  code="unauthorized")

@@ -1,0 +1,12 @@
+"""The HTTP API: one blueprint per area."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    """Attach every blueprint to ``app``."""
+    from . import health, predict, samples, training, versions
+
+    for module in (health, predict, samples, training, versions):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,32 @@
+"""Predictions from the served version of a model."""
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from ..schemas import json_body, parse_predict
+from ..serving import predict_rows
+from ..state import refit, runtime
+
+bp = Blueprint("predict", __name__)
+
+
+@bp.post("/api/<model>/predict")
+def predict(model: str):
+    rt = runtime(model)
+    body = json_body(request, required=True)
+    served = rt.require_served()  # read once: the whole request is answered by this version
+    kinds = {**dict.fromkeys(served.numeric, "numeric"), **dict.fromkeys(served.categorical, "categorical")}
+    rows, ignored, single = parse_predict(body, list(served.features), kinds, refit().config.security.max_batch_rows)
+    predictions, probabilities = predict_rows(served, rows)
+    answer = {"model": model, "model_version": served.version}
+    if single:
+        answer["prediction"] = predictions[0]
+        if probabilities is not None:
+            answer["probabilities"] = probabilities[0]
+    else:
+        answer["predictions"] = predictions
+        if probabilities is not None:
+            answer["probabilities"] = probabilities
+    if ignored:
+        answer["ignored_features"] = ignored
+    return answer

@@ -1,0 +1,56 @@
+"""Training: start a job, its status, the history log, and jobs."""
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from ..errors import Invalid
+from ..history import EVENT_TYPES
+from ..jobs import STATUSES
+from ..schemas import history_query, jobs_query, json_body, load, train_request
+from ..state import refit, runtime
+
+bp = Blueprint("training", __name__)
+
+
+@bp.post("/api/<model>/train")
+def train(model: str):
+    rt = runtime(model)
+    options = load(train_request, json_body(request, required=False))
+    job = rt.submit_training("manual", {k: v for k, v in options.items() if v is not None})
+    return {"success": True, "message": "Training started in background", "status": "training_in_progress",
+            "job_id": job.job_id}, 202
+
+
+@bp.get("/api/<model>/training/status")
+def status(model: str):
+    rt = runtime(model)
+    scheduler = refit().scheduler
+    return {**rt.status(), "next_check_time": scheduler.next_run(model) if scheduler else None}
+
+
+@bp.get("/api/<model>/training/history")
+def history(model: str):
+    rt = runtime(model)
+    query = load(history_query, request.args.to_dict())
+    if query["event_type"] is not None and query["event_type"] not in EVENT_TYPES:
+        raise Invalid(f"event_type must be one of {', '.join(EVENT_TYPES)}", details={"field": "event_type"})
+    return {"events": rt.history.tail(model=model, limit=query["limit"], event_type=query["event_type"])}
+
+
+@bp.get("/api/<model>/jobs")
+def list_jobs(model: str):
+    rt = runtime(model)
+    query = load(jobs_query, request.args.to_dict())
+    if query["status"] is not None and query["status"] not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
+    return {"jobs": [job.to_dict() for job in rt.runner.list(query["status"], query["limit"])]}
+
+
+@bp.get("/api/<model>/jobs/<job_id>")
+def get_job(model: str, job_id: str):
+    return runtime(model).runner.get(job_id).to_dict()
+
+
+@bp.delete("/api/<model>/jobs/<job_id>")
+def cancel_job(model: str, job_id: str):
+    return runtime(model).runner.cancel(job_id).to_dict(), 202

@@ -1,0 +1,133 @@
+"""Pure evaluation: metrics with their direction, the trivial baseline, the promotion decision."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+
+
+def _proba_metric(fn: Callable[..., float]) -> Callable[[BaseEstimator, pd.DataFrame, pd.Series], float]:
+    def score(model: BaseEstimator, X: pd.DataFrame, y: pd.Series) -> float:
+        if not hasattr(model, "predict_proba"):
+            return math.nan
+        proba = model.predict_proba(X)
+        classes = list(model.classes_)
+        if not set(pd.unique(y)) <= set(classes):
+            return math.nan  # the model never saw some test class; the metric is undefined for it
+        return fn(y, proba, classes)
+
+    return score
+
+
+def _roc_auc(y: pd.Series, proba: np.ndarray, classes: list[Any]) -> float:
+    if len(set(y)) < 2:
+        return math.nan
+    if len(classes) == 2:
+        return roc_auc_score(y == classes[1], proba[:, 1])
+    return roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+
+
+def _label_metric(fn: Callable[[Any, Any], float]) -> Callable[[BaseEstimator, pd.DataFrame, pd.Series], float]:
+    return lambda model, X, y: fn(y, model.predict(X))
+
+
+METRICS: dict[str, dict[str, Callable[[BaseEstimator, pd.DataFrame, pd.Series], float]]] = {
+    "classification": {
+        "accuracy": _label_metric(accuracy_score),
+        "f1_macro": _label_metric(lambda y, p: f1_score(y, p, average="macro", zero_division=0)),
+        "f1_weighted": _label_metric(lambda y, p: f1_score(y, p, average="weighted", zero_division=0)),
+        "precision_macro": _label_metric(lambda y, p: precision_score(y, p, average="macro", zero_division=0)),
+        "recall_macro": _label_metric(lambda y, p: recall_score(y, p, average="macro", zero_division=0)),
+        "roc_auc": _proba_metric(_roc_auc),
+        "log_loss": _proba_metric(lambda y, proba, classes: log_loss(y, proba, labels=classes)),
+    },
+    "regression": {
+        "r2": _label_metric(r2_score),
+        "rmse": _label_metric(lambda y, p: math.sqrt(mean_squared_error(y, p))),
+        "mae": _label_metric(mean_absolute_error),
+        "mape": _label_metric(mean_absolute_percentage_error),
+    },
+}
+
+
+def evaluate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float | None]:
+    """Score ``model`` on held-out rows with every metric of ``task``; undefined metrics are None."""
+    scores: dict[str, float | None] = {}
+    for name, metric in METRICS[task].items():
+        value = float(metric(model, X, y))
+        scores[name] = value if math.isfinite(value) else None
+    return scores
+
+
+def baseline(task: str, X: pd.DataFrame, y: pd.Series) -> BaseEstimator:
+    """Fit the trivial model a first version must beat: the majority class or the mean."""
+    dummy = DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
+    return dummy.fit(X, y)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a candidate replaces the served model, and why."""
+
+    promoted: bool
+    reason: str
+    metric: str
+    candidate: float | None
+    reference: float | None
+    reference_kind: str  # "active" or "baseline"
+
+
+def improvement(metric: str, candidate: float, reference: float) -> float:
+    """How much better ``candidate`` is than ``reference``, positive when better, whatever the metric's direction."""
+    return reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
+
+
+def decide(
+    metric: str,
+    candidate: float | None,
+    active: float | None,
+    baseline_score: float | None,
+    min_improvement: float,
+    has_active: bool,
+) -> Decision:
+    """Apply the promotion gate; all scores come from the same held-out rows."""
+    if candidate is None:
+        return Decision(False, f"the candidate's {metric} could not be computed", metric, None, active, "active")
+    if not has_active:
+        if baseline_score is None or improvement(metric, candidate, baseline_score) > 0:
+            return Decision(True, "first model; beats the trivial baseline", metric, candidate, baseline_score, "baseline")
+        return Decision(
+            False, f"does not beat the trivial baseline ({metric} {baseline_score:.4f})", metric, candidate,
+            baseline_score, "baseline",
+        )
+    if active is None:
+        return Decision(True, "the active model could not be scored on the new test rows", metric, candidate, None, "active")
+    gain = improvement(metric, candidate, active)
+    # a tiny tolerance so a candidate that ties exactly is not lost to float rounding
+    if gain + 1e-12 >= min_improvement:
+        return Decision(True, f"{metric} {candidate:.4f} vs active {active:.4f}", metric, candidate, active, "active")
+    return Decision(
+        False,
+        f"{metric} {candidate:.4f} is not at least {min_improvement:g} better than the active {active:.4f}",
+        metric, candidate, active, "active",
+    )

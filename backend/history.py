@@ -1,0 +1,124 @@
+"""The training history log: one JSON object per line, appended, never rewritten.
+
+Each event is encoded to one bytes object and handed to a single ``write`` on
+a file opened with O_APPEND while holding an exclusive ``flock``, so lines from
+threads and processes never interleave and a reader (``tail -f | jq``) only
+ever sees whole lines. Readers skip a torn last line left by a crash.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+EVENT_TYPES = (
+    "TRAINING_STARTED",
+    "TRAINING_COMPLETED",
+    "TRAINING_FAILED",
+    "TRAINING_SKIPPED",
+    "MODEL_PROMOTED",
+    "MODEL_REJECTED",
+    "MODEL_ACTIVATED",
+    "MODEL_ROLLED_BACK",
+    "MODEL_LOAD_FAILED",
+)
+
+_BLOCK = 64 * 1024
+
+
+def utc_now() -> str:
+    """Return the current time as ISO 8601 in UTC with its offset."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+class HistoryLog:
+    """Append and read events of one JSON-lines file (several models may share it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, event_type: str, model: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write one event as one whole line and return it."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        event = {
+            "timestamp": utc_now(),
+            "event_type": event_type,
+            "model": model,
+            "message": message,
+            "details": details or {},
+        }
+        line = (json.dumps(event, default=str, allow_nan=False) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _mend_torn_tail(fd)
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        return event
+
+    def tail(self, model: str | None = None, limit: int | None = None, event_type: str | None = None) -> list[dict[str, Any]]:
+        """Return the newest ``limit`` matching events, oldest first.
+
+        Reads backwards from the end in blocks, so the cost follows ``limit``
+        rather than the size of a log that grows for years.
+        """
+        wanted: list[dict[str, Any]] = []
+        for event in self._backwards():
+            if model is not None and event.get("model") != model:
+                continue
+            if event_type is not None and event.get("event_type") != event_type:
+                continue
+            wanted.append(event)
+            if limit is not None and len(wanted) >= limit:
+                break
+        wanted.reverse()
+        return wanted
+
+    def _backwards(self) -> Iterator[dict[str, Any]]:
+        try:
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            return
+        with handle:
+            position = handle.seek(0, os.SEEK_END)
+            carry = b""
+            while position > 0:
+                step = min(_BLOCK, position)
+                position -= step
+                handle.seek(position)
+                chunk = handle.read(step) + carry
+                lines = chunk.split(b"\n")
+                carry = lines.pop(0)
+                for raw in reversed(lines):
+                    event = _parse(raw)
+                    if event is not None:
+                        yield event
+            event = _parse(carry)
+            if event is not None:
+                yield event
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None  # a torn line from a crashed writer: skip it, keep the rest readable
+    return event if isinstance(event, dict) else None
+
+
+def _mend_torn_tail(fd: int) -> None:
+    """End a torn last line (left by a killed writer) so ours starts on a fresh line."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")

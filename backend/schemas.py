@@ -1,0 +1,200 @@
+"""Request bodies: strict JSON decoding, the fixed schemas, and per-model row checks.
+
+Predict and sample rows depend on each model's feature list, so they are
+checked by small functions rather than a schema class per model; both report
+which row and field failed and why, in the 422 details.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from flask import Request
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from .errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
+
+
+class TrainRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    force = fields.Boolean(load_default=False)
+    csv_path = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096))
+    model_type = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class HistoryQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
+    event_type = fields.String(load_default=None)
+
+
+class JobsQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    status = fields.String(load_default=None)
+
+
+train_request = TrainRequest()
+history_query = HistoryQuery()
+jobs_query = JobsQuery()
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    """Validate ``data`` with ``schema``; 422 with the field messages on failure."""
+    if not isinstance(data, dict):
+        raise Invalid("The body must be a JSON object", code="validation_error")
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise Invalid("The request failed validation", code="validation_error", details={"fields": exc.messages}) from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def json_body(request: Request, *, required: bool) -> Any:
+    """Decode the body strictly: JSON content type, no NaN/Infinity; an empty optional body is {}."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise BadRequest("A JSON body is required", code="missing_body")
+        return {}
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMedia("Send the body as JSON with Content-Type: application/json",
+                               details={"content_type": request.content_type})
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
+
+
+def _number(value: Any) -> float:
+    """Return ``value`` as a finite float or raise ValueError saying why not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number, got {_kind(value)}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"expected a number, got {value!r}" if isinstance(value, str) else "number out of range") from None
+    if not math.isfinite(number):
+        raise ValueError("numbers must be finite")
+    return number
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "a boolean", str: "text"}.get(type(value), type(value).__name__)
+
+
+def check_value(value: Any, kind: str | None) -> Any:
+    """Check one cell against its feature kind; return the value to use. None stays None (missing)."""
+    if value is None:
+        return None
+    if kind == "numeric":
+        number = _number(value)
+        return value if isinstance(value, (int, float)) else number
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"expected a single value, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
+        raise ValueError("number out of range")
+    return value
+
+
+def _rows_of(body: Any, single_key: str, batch_key: str, max_rows: int) -> tuple[list[Any], bool]:
+    if not isinstance(body, dict):
+        raise Invalid("The body must be a JSON object", code="validation_error")
+    if (single_key in body) == (batch_key in body):
+        raise Invalid(f"Send either '{single_key}' (one row) or '{batch_key}' (a list of rows)",
+                      code="validation_error", details={"fields": [single_key, batch_key]})
+    if single_key in body:
+        return [body[single_key]], True
+    rows = body[batch_key]
+    if not isinstance(rows, list) or not rows:
+        raise Invalid(f"'{batch_key}' must be a non-empty list of objects", code="validation_error",
+                      details={"field": batch_key})
+    if len(rows) > max_rows:
+        raise TooLarge(f"{len(rows)} rows is more than the {max_rows} allowed in one request", code="too_many_rows",
+                         details={"rows": len(rows), "max_rows": max_rows})
+    return rows, False
+
+
+def parse_predict(body: Any, features: list[str], kinds: dict[str, str], max_rows: int) -> tuple[list[dict], list[str], bool]:
+    """Return (rows, ignored feature names, single?) for a predict body; 422 naming the row and field at fault."""
+    rows, single = _rows_of(body, "features", "instances", max_rows)
+    checked: list[dict[str, Any]] = []
+    ignored: set[str] = set()
+    errors: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append({"row": index, "field": None, "error": f"expected an object, got {_kind(row)}"})
+            continue
+        missing = [f for f in features if f not in row]
+        if missing:
+            errors.append({"row": index, "field": missing, "error": f"missing feature(s): {', '.join(missing)}"})
+        ignored.update(k for k in row if k not in features)
+        clean: dict[str, Any] = {}
+        for name in features:
+            if name not in row:
+                continue
+            try:
+                clean[name] = check_value(row[name], kinds.get(name))
+            except ValueError as exc:
+                errors.append({"row": index, "field": name, "error": str(exc)})
+        checked.append(clean)
+    if errors:
+        raise Invalid(_summary(errors), code="invalid_features", details={"errors": errors[:50]})
+    return checked, sorted(ignored), single
+
+
+def parse_samples(body: Any, features: list[str] | None, target: str, kinds: dict[str, str],
+                  target_numeric: bool, max_rows: int) -> list[dict[str, Any]]:
+    """Return validated sample rows; any bad row rejects the whole batch with a 422 naming it."""
+    if isinstance(body, dict) and "samples" not in body:
+        raise Invalid("Send {\"samples\": [{...features..., \"%s\": label}]}" % target, code="validation_error",
+                      details={"field": "samples"})
+    rows, _ = _rows_of(body, "_single_sample_", "samples", max_rows)
+    errors: list[dict[str, Any]] = []
+    checked: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append({"row": index, "field": None, "error": f"expected an object, got {_kind(row)}"})
+            continue
+        expected = features if features is not None else [k for k in row if k != target]
+        for name in sorted(set(row) - set(expected) - {target}):
+            errors.append({"row": index, "field": name, "error": "unknown field"})
+        for name in expected:
+            if name not in row:
+                errors.append({"row": index, "field": name, "error": "missing feature"})
+        if row.get(target) is None:
+            errors.append({"row": index, "field": target, "error": "the target is required and must not be null"})
+        clean: dict[str, Any] = {}
+        for name in expected + [target]:
+            if name not in row or (name == target and row[name] is None):
+                continue
+            try:
+                kind = "numeric" if name == target and target_numeric else kinds.get(name)
+                clean[name] = check_value(row[name], kind)
+            except ValueError as exc:
+                errors.append({"row": index, "field": name, "error": str(exc)})
+        checked.append(clean)
+    if errors:
+        raise Invalid(_summary(errors) + "; nothing was stored", code="invalid_samples", details={"errors": errors[:50]})
+    return checked
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    first = errors[0]
+    field = first["field"] if isinstance(first["field"], str) or first["field"] is None else ", ".join(first["field"])
+    where = f"row {first['row']}" + (f", field '{field}'" if field else "")
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where}: {first['error']}{more}"

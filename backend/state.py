@@ -1,0 +1,35 @@
+"""Per-app state, kept in ``app.extensions["refit"]`` and reached through ``current_app``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .config import Config
+from .errors import NotFound
+from .history import HistoryLog
+from .runtime import ModelRuntime
+from .scheduler import TrainingScheduler
+
+
+@dataclass
+class Refit:
+    config: Config
+    runtimes: dict[str, ModelRuntime]
+    histories: dict[str, HistoryLog]
+    api_key: str | None
+    scheduler: TrainingScheduler | None = None
+
+
+def refit() -> Refit:
+    """Return the running app's Refit state."""
+    return current_app.extensions["refit"]
+
+
+def runtime(model: str) -> ModelRuntime:
+    """Return the runtime of a configured model; 404 naming it otherwise."""
+    found = refit().runtimes.get(model)
+    if found is None:
+        raise NotFound(f"No model named '{model}' is configured", code="model_not_found",
+                       details={"model": model, "models": sorted(refit().runtimes)})
+    return found

@@ -1,0 +1,228 @@
+"""The training worker: a separate process that reads the data, fits, scores and saves a candidate.
+
+Fitting in another process keeps the GIL and the CPU of training away from
+request threads. Children come from a forkserver that has already imported
+scikit-learn and pandas, so a job starts in milliseconds rather than seconds,
+and the server's threads are never forked. The child reports over a pipe:
+
+    ("progress", percent, stage)   as it goes
+    ("loaded", n_rows)             once the CSV is read (the parent logs TRAINING_STARTED)
+    ("result", {...})              the candidate, its scores and the saved artifact
+    ("failed", problem, message, report)
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import sklearn
+
+from . import evaluation, training
+from .files import sha256_file
+from .registry import ARTIFACT
+from .serving import ArtifactError, load_artifact, to_native
+
+CHECK_ROWS = 5
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything the child needs; plain values so it pickles."""
+
+    model: str
+    csv_path: str
+    limit_bytes: int | None
+    target: str
+    features: tuple[str, ...] | None
+    task: str | None
+    model_type: str
+    metric: str | None
+    hyperparameters: dict[str, Any]
+    test_size: float
+    random_state: int
+    n_jobs: int
+    staging_dir: str
+    active_path: str | None = None
+    active_sha256: str | None = None
+
+
+class TrainingFailed(Exception):
+    """The worker could not produce a candidate; ``reason`` is a short stable name."""
+
+    def __init__(self, reason: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.details = details or {}
+
+
+Report = Callable[..., None]
+
+
+def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
+    """Produce and save a candidate for ``spec``; raise DataQualityError or TrainingFailed."""
+    send("progress", 5, "loading")
+    frame, skipped = training.read_samples(Path(spec.csv_path), spec.limit_bytes)
+    send("loaded", len(frame))
+    send("progress", 15, "validating")
+    data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task)
+    metric = spec.metric or evaluation.DEFAULT_METRIC[data.task]
+    if metric not in evaluation.METRICS[data.task]:
+        raise TrainingFailed("config", f"metric '{metric}' does not apply to a {data.task} target")
+    try:
+        estimator = training.apply_hyperparameters(
+            training.make_estimator(data.task, spec.model_type, spec.random_state, spec.n_jobs), spec.hyperparameters
+        )
+    except ValueError as exc:
+        raise TrainingFailed("config", str(exc)) from None
+    X_train, X_test, y_train, y_test = training.split(data, spec.test_size, spec.random_state)
+
+    send("progress", 25, "fitting")
+    started = time.perf_counter()
+    pipeline = training.fit(training.build_pipeline(estimator, data.numeric, data.categorical), X_train, y_train)
+    fit_seconds = time.perf_counter() - started
+
+    send("progress", 70, "evaluating")
+    metrics = evaluation.evaluate(pipeline, X_test, y_test, data.task)
+    baseline_score = evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train), X_test, y_test)
+    active_score, active_error = _score_active(spec, metric, data.task, X_test, y_test)
+
+    send("progress", 85, "saving")
+    staging = Path(spec.staging_dir)
+    staging.mkdir(parents=True, exist_ok=True)
+    artifact = staging / ARTIFACT
+    joblib.dump(pipeline, artifact)
+    with open(artifact, "rb+") as handle:
+        os.fsync(handle.fileno())
+    check = X_test.head(CHECK_ROWS)
+    warnings = list(data.warnings)
+    if skipped:
+        warnings.append(f"{skipped} malformed line(s) were skipped")
+    return {
+        "task": data.task,
+        "algorithm": spec.model_type,
+        "estimator": type(estimator).__name__,
+        "params": {k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
+        "metric": metric,
+        "metrics": metrics,
+        "candidate_score": metrics.get(metric),
+        "active_score": active_score,
+        "active_score_error": active_error,
+        "baseline_score": _finite(baseline_score),
+        "n_rows_read": data.n_rows_read,
+        "n_samples": len(X_train),
+        "n_test_samples": len(X_test),
+        "training_seconds": round(fit_seconds, 4),
+        "features": data.numeric + data.categorical,
+        "numeric_features": data.numeric,
+        "categorical_features": data.categorical,
+        "dtypes": {c: str(X_train[c].dtype) for c in X_train.columns},
+        "classes": [to_native(c) for c in pipeline.classes_] if data.task == "classification" else None,
+        "warnings": warnings,
+        "sha256": sha256_file(artifact),
+        "library_versions": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "joblib": joblib.__version__,
+            "pandas": training.pd.__version__,
+            "numpy": training.np.__version__,
+        },
+        "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
+        "check_predictions": [to_native(p) for p in pipeline.predict(check)],
+    }
+
+
+def _score_active(spec: TrainingSpec, metric: str, task: str, X_test, y_test) -> tuple[float | None, str | None]:
+    """Score the model in service on the candidate's test rows, so both are judged on the same rows."""
+    if not spec.active_path or not spec.active_sha256:
+        return None, None
+    try:
+        active = load_artifact(Path(spec.active_path), spec.active_sha256)
+        return _finite(evaluation.METRICS[task][metric](active, X_test, y_test)), None
+    except (ArtifactError, ValueError, KeyError, TypeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def _child(spec: TrainingSpec, conn: Any) -> None:
+    def send(*message: Any) -> None:
+        conn.send(message)
+
+    try:
+        send("result", train_candidate(spec, send))
+    except training.DataQualityError as exc:
+        send("failed", "data_quality", str(exc), {"problem": exc.problem, "report": exc.report})
+    except TrainingFailed as exc:
+        send("failed", exc.reason, str(exc), exc.details)
+    except MemoryError:
+        send("failed", "out_of_memory", "the training ran out of memory", {})
+    except Exception as exc:  # report everything else with its traceback: the parent logs it as TRAINING_FAILED
+        send("failed", "error", f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if sys.platform.startswith("linux"):
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["backend.worker"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def run_in_subprocess(
+    spec: TrainingSpec,
+    on_message: Callable[[tuple], None],
+    cancelled: Callable[[], bool],
+    timeout_seconds: float,
+) -> dict[str, Any]:
+    """Run ``train_candidate`` in a child process; pass its messages on; return its result.
+
+    Raises TrainingFailed with reason 'cancelled', 'timeout', 'worker_died' or
+    the child's own reason. A cancelled or late child is killed: a fit has no
+    checkpoints to stop at.
+    """
+    context = _context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(spec, sender), name=f"refit-train-{spec.model}", daemon=True)
+    process.start()
+    sender.close()
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        while True:
+            if cancelled():
+                raise TrainingFailed("cancelled", "the job was cancelled")
+            if time.monotonic() > deadline:
+                raise TrainingFailed("timeout", f"the training exceeded its {timeout_seconds:g} s timeout")
+            if not receiver.poll(0.1):
+                continue
+            try:
+                message = receiver.recv()
+            except EOFError:
+                process.join(5)
+                raise TrainingFailed("worker_died", f"the training process exited with code {process.exitcode}") from None
+            if message[0] == "result":
+                return message[1]
+            if message[0] == "failed":
+                raise TrainingFailed(message[1], message[2], message[3])
+            on_message(message)
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        receiver.close()
