@@ -1,0 +1,297 @@
+"""python -m backend <command>: serve, train, status, history, versions, simulate, demo-data.
+
+Every command reads the same config.json ($REFIT_CONFIG or ./config.json, or
+--config) and works on the same files as the server. Exit code 0 on success;
+otherwise one line on stderr and a non-zero code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config, ConfigError, load_config
+from .errors import RefitError
+
+log = logging.getLogger("backend")
+
+
+class CommandError(Exception):
+    """A command could not do its work; the message is printed as the one-line error."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _runtime(args: argparse.Namespace):
+    from . import build_state
+
+    state = build_state(_config(args))
+    if args.model not in state.runtimes:
+        raise CommandError(f"no model named '{args.model}' in the config (have: {', '.join(state.runtimes)})")
+    return state.runtimes[args.model]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API with waitress and run the scheduler until SIGTERM or Ctrl-C."""
+    import waitress
+
+    from . import create_app
+
+    config = _config(args)
+    app = create_app(config, start_scheduler=True)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))
+    try:
+        waitress.serve(app, host=host, port=port, threads=args.threads, ident="refit")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scheduler = app.extensions["refit"].scheduler
+        if scheduler is not None:
+            scheduler.shutdown()
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train in the foreground with a progress line; print the metrics and whether it was promoted."""
+    rt = _runtime(args)
+    rt.load_active()
+    options = {"force": args.force}
+    if args.csv:
+        options["csv_path"] = args.csv
+    if args.model_type:
+        options["model_type"] = args.model_type
+    job = rt.submit_training("manual", options)
+    show = sys.stderr.isatty()
+    while job.status not in ("completed", "skipped", "failed", "cancelled"):
+        if show:
+            bar = "#" * (job.progress // 5)
+            sys.stderr.write(f"\r[{bar:<20}] {job.progress:3d}% {job.stage:<12}")
+            sys.stderr.flush()
+        time.sleep(0.2)
+    if show:
+        sys.stderr.write(f"\r[{'#' * (job.progress // 5):<20}] {job.progress:3d}% {job.stage:<12}\n")
+    if job.status == "failed" or job.status == "cancelled":
+        error = job.error or {}
+        raise CommandError(f"training {job.status} ({error.get('reason')}): {error.get('message')}")
+    result = job.result or {}
+    if job.status == "skipped":
+        print(f"skipped: {result.get('reason')}")
+        return 0
+    print(f"version: {result['version']}")
+    print(f"promoted: {'yes' if result['promoted'] else 'no'} ({result['reason']})")
+    for name, value in (result.get("metrics") or {}).items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print each model's training status as JSON."""
+    from . import build_state
+
+    state = build_state(_config(args))
+    names = [args.model] if args.model else list(state.runtimes)
+    out = {}
+    for name in names:
+        if name not in state.runtimes:
+            raise CommandError(f"no model named '{name}' in the config")
+        rt = state.runtimes[name]
+        status = rt.status()
+        status["active_version"] = rt.registry.state()["active"]
+        status["recent_training_history"] = status["recent_training_history"][-3:]
+        out[name] = status
+    print(json.dumps(out if len(out) > 1 else out[names[0]], indent=2))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Print the model's newest events as JSON lines; with --follow keep printing new ones."""
+    rt = _runtime(args)
+    for event in rt.history.tail(model=args.model, limit=args.limit):
+        print(json.dumps(event), flush=True)
+    if not args.follow:
+        return 0
+    path = rt.history.path
+    offset = path.stat().st_size if path.exists() else 0
+    pending = b""
+    try:
+        while True:
+            size = path.stat().st_size if path.exists() else 0
+            if size < offset:  # replaced or truncated: start over
+                offset, pending = 0, b""
+            if size > offset:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(size - offset)
+                offset += len(chunk)
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for raw in lines:
+                    try:
+                        event = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if event.get("model") == args.model:
+                        print(json.dumps(event), flush=True)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    """Print the model's versions, newest first."""
+    rt = _runtime(args)
+    versions = rt.registry.versions()
+    if args.json:
+        print(json.dumps(versions, indent=2))
+        return 0
+    if not versions:
+        print(f"model '{args.model}' has no versions yet")
+        return 0
+    print(f"{'version':<8} {'status':<9} {'created_at':<33} {'algorithm':<14} {'metric':<12} {'score':>7} {'n_samples':>9}")
+    for record in versions:
+        metric = record.get("metric") or ""
+        score = (record.get("metrics") or {}).get(metric)
+        score_text = f"{score:.4f}" if isinstance(score, float) else "-"
+        print(f"{record['version']:<8} {record['status']:<9} {record['created_at']:<33} {record.get('algorithm', ''):<14} "
+              f"{metric:<12} {score_text:>7} {record.get('n_samples', ''):>9}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Post realistic new samples to a running server at a steady rate."""
+    import requests
+
+    from . import demo
+
+    config = _config(args)
+    if args.model not in config.models:
+        raise CommandError(f"no model named '{args.model}' in the config")
+    model = config.models[args.model]
+    url = (args.url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
+    headers = {}
+    key = os.environ.get(config.security.api_key_env)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if list(model.features or []) != demo.FEATURES or model.target != demo.TARGET:
+        raise CommandError("simulate generates PARIMA samples; this model's features or target differ")
+    total = max(1, int(round(args.rate * args.duration)))
+    pool = demo.rows(total, seed=args.seed)
+    sent = 0
+    started = time.monotonic()
+    random.seed(args.seed)
+    while sent < total:
+        due = min(total, int((time.monotonic() - started) * args.rate) + 1)
+        if due > sent:
+            batch = pool[sent:due]
+            try:
+                response = requests.post(f"{url}/api/{args.model}/samples", json={"samples": batch},
+                                         headers=headers, timeout=10)
+            except requests.RequestException as exc:
+                raise CommandError(f"could not reach {url}: {exc}") from None
+            if response.status_code != 201:
+                raise CommandError(f"server answered {response.status_code}: {response.text[:200]}")
+            sent = due
+            body = response.json()
+            print(f"sent {sent}/{total}  total_samples={body['total_samples']}  "
+                  f"since_last_training={body['samples_since_last_training']}", flush=True)
+        time.sleep(min(0.5, max(0.01, 1 / args.rate)))
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    """Write the PARIMA demo CSV to the model's logFile (kept if it exists, unless --force)."""
+    from . import demo
+
+    config = _config(args)
+    name = args.model or next(iter(config.models))
+    if name not in config.models:
+        raise CommandError(f"no model named '{name}' in the config")
+    path = config.models[name].training.log_file
+    if path.exists() and not args.force:
+        print(f"{path} exists; kept it (use --force to overwrite)")
+        return 0
+    demo.write_csv(path, n=args.rows, seed=args.seed)
+    print(f"wrote {args.rows} demo samples to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Refit: a self-retraining model server")
+    parser.add_argument("--config", help="config file (default: $REFIT_CONFIG or ./config.json)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API (production WSGI server) with the scheduler on")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--threads", type=int, default=8)
+    serve.set_defaults(func=cmd_serve)
+
+    train = commands.add_parser("train", help="train a model in the foreground")
+    train.add_argument("model")
+    train.add_argument("--force", action="store_true", help="train even with few new samples")
+    train.add_argument("--csv", help="train on this CSV (inside the data folder) instead of the sample store")
+    train.add_argument("--model-type", help="algorithm for this run only")
+    train.set_defaults(func=cmd_train)
+
+    status = commands.add_parser("status", help="training status as JSON")
+    status.add_argument("model", nargs="?")
+    status.set_defaults(func=cmd_status)
+
+    history = commands.add_parser("history", help="the model's training history (JSON lines)")
+    history.add_argument("model")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    history.set_defaults(func=cmd_history)
+
+    versions = commands.add_parser("versions", help="the model's versions, newest first")
+    versions.add_argument("model")
+    versions.add_argument("--json", action="store_true")
+    versions.set_defaults(func=cmd_versions)
+
+    simulate = commands.add_parser("simulate", help="post realistic samples to a running server")
+    simulate.add_argument("model")
+    simulate.add_argument("--rate", type=float, required=True, help="samples per second")
+    simulate.add_argument("--duration", type=float, required=True, help="seconds")
+    simulate.add_argument("--url", help="server address (default: the config's host and port)")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.set_defaults(func=cmd_simulate)
+
+    demo_data = commands.add_parser("demo-data", help="write the PARIMA demo CSV")
+    demo_data.add_argument("model", nargs="?")
+    demo_data.add_argument("--rows", type=int, default=600)
+    demo_data.add_argument("--seed", type=int, default=0)
+    demo_data.add_argument("--force", action="store_true")
+    demo_data.set_defaults(func=cmd_demo_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "rate", None) is not None and (args.rate <= 0 or args.duration <= 0):
+        print("error: --rate and --duration must be positive", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (ConfigError, CommandError, RefitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
