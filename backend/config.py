@@ -96,6 +96,11 @@ class _Strict(Schema):
         unknown = RAISE
 
 
+def _defaults(schema: type[Schema]):
+    """An absent section means every option at its default (marshmallow would otherwise give {})."""
+    return lambda: schema().load({})
+
+
 class _ServerSchema(_Strict):
     host = fields.String(load_default="127.0.0.1")
     port = fields.Integer(load_default=5001, strict=True, validate=validate.Range(0, 65535))
@@ -145,7 +150,7 @@ class _ModelSchema(_Strict):
     task = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(TASKS))
     target = fields.String(required=True, validate=validate.Length(min=1))
     features = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None, allow_none=True)
-    training = fields.Nested(_TrainingSchema, load_default=dict)
+    training = fields.Nested(_TrainingSchema, load_default=_defaults(_TrainingSchema))
 
     @validates_schema
     def _check(self, data: dict, **_: Any) -> None:
@@ -174,10 +179,10 @@ class _ModelSchema(_Strict):
 
 
 class _ConfigSchema(_Strict):
-    server = fields.Nested(_ServerSchema, load_default=dict)
-    security = fields.Nested(_SecuritySchema, load_default=dict)
-    storage = fields.Nested(_StorageSchema, load_default=dict)
-    notifications = fields.Nested(_NotificationsSchema, load_default=dict)
+    server = fields.Nested(_ServerSchema, load_default=_defaults(_ServerSchema))
+    security = fields.Nested(_SecuritySchema, load_default=_defaults(_SecuritySchema))
+    storage = fields.Nested(_StorageSchema, load_default=_defaults(_StorageSchema))
+    notifications = fields.Nested(_NotificationsSchema, load_default=_defaults(_NotificationsSchema))
     models = fields.Dict(keys=fields.String(), values=fields.Nested(_ModelSchema), required=True)
 
     @post_load
