@@ -57,8 +57,11 @@ def read_samples(path: Path, limit_bytes: int | None = None) -> tuple[pd.DataFra
     ``limit_bytes`` stops at a record boundary the sample store counted, so a
     line another process is still writing is not read half-way.
     """
-    with open(path, "rb") as handle:
-        raw = handle.read() if limit_bytes is None else handle.read(limit_bytes)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read() if limit_bytes is None else handle.read(limit_bytes)
+    except FileNotFoundError:
+        raise DataQualityError("missing", f"{path.name} does not exist yet: post samples first") from None
     if not raw.strip():
         raise DataQualityError("empty", f"{path.name} is empty")
     with warnings.catch_warnings(record=True) as caught:

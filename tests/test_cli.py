@@ -1,0 +1,71 @@
+"""The command line, run as users run it: `python -m backend ...` in a subprocess."""
+import json
+import subprocess
+import sys
+
+import requests
+
+from tests.helpers import ROOT, ServerProcess, write_config
+
+
+def cli(config, *args, check=True):
+    result = subprocess.run([sys.executable, "-m", "backend", "--config", str(config), *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=180)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_demo_data_train_versions_history_status(tmp_path):
+    config = write_config(tmp_path)
+    assert "wrote 600 demo samples" in cli(config, "demo-data").stdout
+    assert "kept it" in cli(config, "demo-data").stdout
+
+    trained = cli(config, "train", "parima").stdout
+    assert "version: v1" in trained and "promoted: yes" in trained and "f1_macro:" in trained
+    assert "skipped" in cli(config, "train", "parima").stdout
+    again = cli(config, "train", "parima", "--force", "--model-type", "logistic").stdout
+    assert "version: v2" in again
+
+    table = cli(config, "versions", "parima").stdout.splitlines()
+    assert table[0].split()[:2] == ["version", "status"] and table[1].startswith("v2") and "v1" in table[2]
+    records = json.loads(cli(config, "versions", "parima", "--json").stdout)
+    assert [r["version"] for r in records] == ["v2", "v1"]
+
+    events = [json.loads(line) for line in cli(config, "history", "parima", "--limit", "4").stdout.splitlines()]
+    assert len(events) == 4 and events[-1]["event_type"] in ("MODEL_PROMOTED", "MODEL_REJECTED")
+    status = json.loads(cli(config, "status", "parima").stdout)
+    assert status["total_samples"] == 600 and status["active_version"] in ("v1", "v2")
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path):
+    config = write_config(tmp_path)
+    result = cli(config, "train", "nope", check=False)
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0 and "nope" in result.stderr
+    failed = cli(config, "train", "parima", "--force", check=False)  # no samples yet
+    assert failed.returncode != 0 and "data_quality" in failed.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"models": {"parima": {"target": "x", "colour": 1}}}')
+    result = cli(bad, "status", check=False)
+    assert result.returncode != 0 and "models.parima.colour" in result.stderr
+
+
+def test_simulate_posts_samples_to_a_running_server(tmp_path):
+    config = write_config(tmp_path, autoTrain=False)
+    server = ServerProcess(config)
+    try:
+        out = cli(config, "simulate", "parima", "--rate", "40", "--duration", "1.5", "--url", server.url).stdout
+        assert "sent 60/60" in out
+        status = requests.get(f"{server.url}/api/parima/training/status", timeout=10).json()
+        assert status["total_samples"] == 60 and status["auto_training_enabled"] is False
+    finally:
+        assert server.stop() == 0
+    history = subprocess.Popen([sys.executable, "-m", "backend", "--config", str(config), "history", "parima", "--follow"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        cli(config, "train", "parima")
+        line = history.stdout.readline()
+        assert json.loads(line)["event_type"] == "TRAINING_STARTED"
+    finally:
+        history.terminate()
+        history.wait(10)
