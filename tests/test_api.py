@@ -161,3 +161,24 @@ def test_api_key_guards_mutating_endpoints(tmp_path, monkeypatch):
     assert client.post("/api/parima/samples", json=body, headers={"X-API-Key": "s3cret"}).status_code == 201
     assert client.get("/api/parima/training/status").status_code == 200
     assert client.post("/api/parima/predict", json={"features": ROW}).status_code == 503  # predict stays open
+
+
+def test_counts_stay_exact_while_another_process_appends(client, samples_csv):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    client.post("/api/parima/samples", json={"samples": demo.rows(5, seed=1)})
+    script = (
+        "import sys; from pathlib import Path; from tests.helpers import write_samples\n"
+        "for i in range(20): write_samples(Path(sys.argv[1]), 10, seed=i)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(samples_csv)], cwd=ROOT)
+    for _ in range(10):  # the API appends and counts while the other process writes
+        client.post("/api/parima/samples", json={"samples": demo.rows(2, seed=2)})
+        client.get("/api/parima/training/status")
+    assert writer.wait(60) == 0
+    status = client.get("/api/parima/training/status").json
+    assert status["total_samples"] == 5 + 200 + 20
+    assert status["samples_since_last_training"] == 225
