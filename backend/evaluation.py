@@ -126,8 +126,6 @@ def decide(
     # a tiny tolerance so a candidate that ties exactly is not lost to float rounding
     if gain + 1e-12 >= min_improvement:
         return Decision(True, f"{metric} {candidate:.4f} vs active {active:.4f}", metric, candidate, active, "active")
-    return Decision(
-        False,
-        f"{metric} {candidate:.4f} is not at least {min_improvement:g} better than the active {active:.4f}",
-        metric, candidate, active, "active",
-    )
+    wanted = f"at least {min_improvement:g} better than" if min_improvement else "as good as"
+    return Decision(False, f"{metric} {candidate:.4f} is not {wanted} the active {active:.4f}",
+                    metric, candidate, active, "active")

@@ -35,8 +35,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
     limit: int | None = None
     if csv_path is None:
         trained_rows, limit = rt.store.snapshot()
-        new = trained_rows - rt.registry.state()["trained_rows"]
-        new = new if new >= 0 else trained_rows
+        new = rt.new_since_training(trained_rows)
         if not options.get("force") and new < training.min_samples_for_training:
             _skip(rt, job, new, trained_rows)
             return

@@ -104,8 +104,12 @@ class ModelRuntime:
     def sample_counts(self) -> tuple[int, int]:
         """Return (total rows, rows added since the last training on the store)."""
         total = self.store.count()
+        return total, self.new_since_training(total)
+
+    def new_since_training(self, total: int) -> int:
+        """Rows beyond those the last training consumed; all of them if the file was replaced by a smaller one."""
         trained = self.registry.state()["trained_rows"]
-        return total, (total - trained if total >= trained else total)
+        return total - trained if total >= trained else total
 
     # -- training ----------------------------------------------------------------------------
 
@@ -157,9 +161,7 @@ class ModelRuntime:
         if self.config.features is None and read_header(self.store.path) is None:
             self.store.columns = [k for k in rows[0] if k != self.config.target] + [self.config.target]
         total = self.store.append(rows)
-        trained = self.registry.state()["trained_rows"]
-        return {"accepted": len(rows), "total_samples": total,
-                "samples_since_last_training": total - trained if total >= trained else total}
+        return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
 
     def status(self) -> dict[str, Any]:
         """Return the training status document of ``GET /api/<m>/training/status``."""
