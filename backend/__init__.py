@@ -16,6 +16,7 @@ from flask import Flask, request
 from . import errors
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
+from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
 from .state import Refit, refit
@@ -29,15 +30,18 @@ def build_state(config: Config) -> Refit:
     """Create the runtimes of every configured model, sharing one history log per file."""
     histories: dict[str, HistoryLog] = {}
     runtimes: dict[str, ModelRuntime] = {}
+    settings = config.notifications
+    notifier = Notifier(config.storage.data_dir / "notifications.jsonl", settings.webhook_url, keep=settings.keep,
+                        timeout_seconds=settings.webhook_timeout_seconds, attempts=settings.webhook_attempts)
     for name, model in config.models.items():
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
-        runtimes[name] = ModelRuntime(model, config.storage, history)
+        runtimes[name] = ModelRuntime(model, config.storage, history, notifier)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
         raise ConfigError(f"security.apiKeyEnv: ${key_name} is set but empty; unset it or give it a value")
-    return Refit(config=config, runtimes=runtimes, histories=histories, api_key=api_key or None)
+    return Refit(config=config, runtimes=runtimes, histories=histories, notifier=notifier, api_key=api_key or None)
 
 
 def create_app(config: Config | str | Path | None = None, *, start_scheduler: bool = False) -> Flask:

@@ -67,36 +67,87 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait(jobs: dict[str, Any]) -> None:
+    """Wait for jobs to end, showing progress on a terminal."""
+    show = sys.stderr.isatty()
+    while True:
+        line = "  ".join(f"{name} {job.progress:3d}% {job.stage:<11}" for name, job in jobs.items())
+        if show:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+        if all(job.status in ("completed", "skipped", "failed", "cancelled") for job in jobs.values()):
+            break
+        time.sleep(0.2)
+    if show:
+        sys.stderr.write("\n")
+
+
+def _report(job: Any, prefix: str = "") -> bool:
+    """Print a finished job's outcome; return whether it succeeded."""
+    result = job.result or {}
+    if job.status in ("failed", "cancelled"):
+        error = job.error or {}
+        print(f"{prefix}{job.status} ({error.get('reason')}): {error.get('message')}", file=sys.stderr)
+        return False
+    if job.status == "skipped":
+        print(f"{prefix}skipped: {result.get('reason')}")
+        return True
+    print(f"{prefix}version: {result['version']}")
+    print(f"{prefix}promoted: {'yes' if result['promoted'] else 'no'} ({result['reason']})")
+    for name, value in (result.get("metrics") or {}).items():
+        print(f"{prefix}{name}: {value:.4f}" if isinstance(value, float) else f"{prefix}{name}: {value}")
+    return True
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train in the foreground with a progress line; print the metrics and whether it was promoted."""
-    rt = _runtime(args)
-    rt.load_active()
-    options = {"force": args.force}
+    from . import build_state
+
+    state = build_state(_config(args))
+    if args.all == bool(args.model):
+        raise CommandError("name one model, or pass --all")
+    names = list(state.runtimes) if args.all else [args.model]
+    options: dict[str, Any] = {"force": args.force}
     if args.csv:
         options["csv_path"] = args.csv
     if args.model_type:
         options["model_type"] = args.model_type
-    job = rt.submit_training("manual", options)
-    show = sys.stderr.isatty()
-    while job.status not in ("completed", "skipped", "failed", "cancelled"):
-        if show:
-            bar = "#" * (job.progress // 5)
-            sys.stderr.write(f"\r[{bar:<20}] {job.progress:3d}% {job.stage:<12}")
-            sys.stderr.flush()
-        time.sleep(0.2)
-    if show:
-        sys.stderr.write(f"\r[{'#' * (job.progress // 5):<20}] {job.progress:3d}% {job.stage:<12}\n")
-    if job.status == "failed" or job.status == "cancelled":
-        error = job.error or {}
-        raise CommandError(f"training {job.status} ({error.get('reason')}): {error.get('message')}")
-    result = job.result or {}
-    if job.status == "skipped":
-        print(f"skipped: {result.get('reason')}")
+    jobs = {}
+    for name in names:
+        rt = state.runtimes.get(name)
+        if rt is None:
+            raise CommandError(f"no model named '{name}' in the config (have: {', '.join(state.runtimes)})")
+        rt.load_active()
+        try:
+            jobs[name] = rt.submit_training("manual", options)
+        except RefitError as exc:
+            if not args.all:
+                raise
+            print(f"{name}: not started: {exc}", file=sys.stderr)
+    _wait(jobs)
+    if not args.all:
+        job = jobs[names[0]]
+        if not _report(job):
+            error = job.error or {}
+            raise CommandError(f"training {job.status} ({error.get('reason')}): {error.get('message')}")
         return 0
-    print(f"version: {result['version']}")
-    print(f"promoted: {'yes' if result['promoted'] else 'no'} ({result['reason']})")
-    for name, value in (result.get("metrics") or {}).items():
-        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    ok = [_report(job, f"{name}: ") for name, job in jobs.items()]
+    return 0 if all(ok) and len(jobs) == len(names) else 1
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    """Make a version the one served (a running server follows within a second)."""
+    rt = _runtime(args)
+    answer = rt.activate(args.version, force=args.force)
+    print(f"{rt.name}: {answer['previous_version']} -> {answer['active_version']}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Serve the version that was active before the current one (or --to V)."""
+    rt = _runtime(args)
+    answer = rt.rollback(args.to)
+    print(f"{rt.name}: {answer['previous_version']} -> {answer['active_version']}")
     return 0
 
 
@@ -242,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=8)
     serve.set_defaults(func=cmd_serve)
 
-    train = commands.add_parser("train", help="train a model in the foreground")
-    train.add_argument("model")
+    train = commands.add_parser("train", help="train a model (or --all) in the foreground")
+    train.add_argument("model", nargs="?")
+    train.add_argument("--all", action="store_true", help="train every configured model; one failure stops none")
     train.add_argument("--force", action="store_true", help="train even with few new samples")
     train.add_argument("--csv", help="train on this CSV (inside the data folder) instead of the sample store")
     train.add_argument("--model-type", help="algorithm for this run only")
@@ -263,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument("model")
     versions.add_argument("--json", action="store_true")
     versions.set_defaults(func=cmd_versions)
+
+    activate = commands.add_parser("activate", help="serve a given version")
+    activate.add_argument("model")
+    activate.add_argument("version")
+    activate.add_argument("--force", action="store_true", help="allow a rejected or failed version")
+    activate.set_defaults(func=cmd_activate)
+
+    rollback = commands.add_parser("rollback", help="serve the previously active version")
+    rollback.add_argument("model")
+    rollback.add_argument("--to", help="a specific earlier version")
+    rollback.set_defaults(func=cmd_rollback)
 
     simulate = commands.add_parser("simulate", help="post realistic samples to a running server")
     simulate.add_argument("model")

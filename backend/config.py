@@ -53,6 +53,9 @@ class StorageConfig:
 @dataclass(frozen=True)
 class NotificationsConfig:
     webhook_url: str | None = None
+    webhook_timeout_seconds: float = 5.0
+    webhook_attempts: int = 4
+    keep: int = 1000
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class TrainingConfig:
     random_state: int = 42
     timeout_seconds: float = 3600.0
     n_jobs: int = 1
+    keep_versions: int = 20
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
@@ -121,7 +125,13 @@ class _StorageSchema(_Strict):
 
 
 class _NotificationsSchema(_Strict):
-    webhook_url = fields.String(data_key="webhookUrl", load_default=None, allow_none=True)
+    webhook_url = fields.Url(data_key="webhookUrl", load_default=None, allow_none=True, require_tld=False,
+                             schemes={"http", "https"})
+    webhook_timeout_seconds = fields.Float(data_key="webhookTimeoutSeconds", load_default=5.0,
+                                           validate=validate.Range(min=0.1, max=120))
+    webhook_attempts = fields.Integer(data_key="webhookAttempts", load_default=4, strict=True,
+                                      validate=validate.Range(min=1, max=10))
+    keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
 
 
 class _TrainingSchema(_Strict):
@@ -143,6 +153,7 @@ class _TrainingSchema(_Strict):
     random_state = fields.Integer(data_key="randomState", load_default=42, strict=True)
     timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=3600.0, validate=validate.Range(min=1))
     n_jobs = fields.Integer(data_key="nJobs", load_default=1, strict=True, validate=validate.Range(min=1, max=64))
+    keep_versions = fields.Integer(data_key="keepVersions", load_default=20, strict=True, validate=validate.Range(min=2))
     hyperparameters = fields.Dict(keys=fields.String(), load_default=dict)
 
 

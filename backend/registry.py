@@ -48,7 +48,7 @@ class Registry:
     def __init__(self, folder: Path, model: str):
         self.folder = folder
         self.model = model
-        self._path = folder / "registry.json"
+        self.path = folder / "registry.json"
         self._thread_lock = threading.RLock()
 
     @contextlib.contextmanager
@@ -65,12 +65,12 @@ class Registry:
     def state(self) -> dict[str, Any]:
         """Return the registry as last written (an empty one before the first version)."""
         try:
-            return json.loads(self._path.read_text(encoding="utf-8"))
+            return json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return _empty_state(self.model)
 
     def _write(self, state: dict[str, Any]) -> None:
-        atomic_write(self._path, json.dumps(state, indent=2, allow_nan=False).encode("utf-8"))
+        atomic_write(self.path, json.dumps(state, indent=2, allow_nan=False).encode("utf-8"))
 
     def artifact_path(self, version: str) -> Path:
         return self.folder / version / ARTIFACT
@@ -79,7 +79,7 @@ class Registry:
         out = dict(record)
         if out["status"] == "ok":
             out["status"] = "active" if record["version"] == active else "inactive"
-        out["model_path"] = str(self.artifact_path(record["version"]))
+        out["model_path"] = None if out["status"] == "pruned" else str(self.artifact_path(record["version"]))
         return out
 
     def versions(self) -> list[dict[str, Any]]:
@@ -128,15 +128,6 @@ class Registry:
             self._write(state)
             return self._public(state["versions"][version], state["active"])
 
-    def note_training(self, trained_rows: int | None) -> None:
-        """Record a training that produced no version (it failed its checks) as the last training time."""
-        with self._locked():
-            state = self.state()
-            state["last_training_time"] = utc_now()
-            if trained_rows is not None:
-                state["trained_rows"] = trained_rows
-            self._write(state)
-
     def set_status(self, version: str, status: str, reason: str) -> None:
         """Change a version's stored status (for example to 'failed' when it would not load)."""
         with self._locked():
@@ -148,20 +139,76 @@ class Registry:
                 state["active"] = state["activation_stack"].pop() if state["activation_stack"] else None
             self._write(state)
 
-    def activate(self, version: str) -> str | None:
-        """Point the registry at ``version``; return the version it replaces."""
+    def activate(self, version: str, *, rollback: bool = False) -> str | None:
+        """Point the registry at ``version``; return the version it replaces.
+
+        An activation remembers the replaced version for a later rollback; a
+        rollback instead unwinds that memory down to ``version``, so repeated
+        rollbacks keep going back in time.
+        """
         with self._locked():
             state = self.state()
-            if version not in state["versions"]:
+            record = state["versions"].get(version)
+            if record is None:
                 raise NotFound(f"No version '{version}' for model '{self.model}'", code="version_not_found",
                                details={"model": self.model, "version": version})
             previous = state["active"]
-            _push_active(state, version)
-            record = state["versions"][version]
-            if record["status"] != "ok":
-                record["status"] = "ok"
+            if rollback:
+                stack = state["activation_stack"]
+                while version in stack:
+                    stack.pop()
+                state["active"] = version
+            else:
+                _push_active(state, version)
+            record["status"] = "ok"
+            record.pop("status_reason", None)
             self._write(state)
             return previous
+
+    def rollback_target(self) -> str | None:
+        """The version that was active before the current one and can still serve, if any."""
+        state = self.state()
+        for version in reversed(state["activation_stack"]):
+            record = state["versions"].get(version)
+            if version != state["active"] and record and record["status"] == "ok":
+                return version
+        return None
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        """Return a version's metadata.json (the record plus the rows that check a reload)."""
+        return json.loads((self.folder / version / "metadata.json").read_text(encoding="utf-8"))
+
+    def annotate(self, version: str, fields: dict[str, Any]) -> None:
+        """Add facts learned after training (for example a library version mismatch) to a version record."""
+        with self._locked():
+            state = self.state()
+            state["versions"][version].update(fields)
+            self._write(state)
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete the artifacts of all but the newest ``keep`` versions; never the active one or the one before it.
+
+        A pruned version keeps its record (status 'pruned') so the history stays readable.
+        """
+        with self._locked():
+            state = self.state()
+            protected = {state["active"], *state["activation_stack"][-1:]}
+            with_artifacts = sorted((r for r in state["versions"].values() if r["status"] != "pruned"),
+                                    key=lambda r: int(r["version"][1:]), reverse=True)
+            pruned = []
+            for record in with_artifacts[keep:]:
+                if record["version"] in protected:
+                    continue
+                try:
+                    self.artifact_path(record["version"]).unlink()
+                except FileNotFoundError:
+                    pass
+                record["status_before_pruning"] = record["status"]
+                record["status"] = "pruned"
+                pruned.append(record["version"])
+            if pruned:
+                self._write(state)
+            return pruned
 
 
 def _push_active(state: dict[str, Any], version: str) -> None:

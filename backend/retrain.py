@@ -8,7 +8,6 @@ active; the swap itself is one assignment that no request waits on.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import evaluation
 from .history import utc_now
 from .registry import ARTIFACT
-from .serving import ArtifactError, load_artifact, predict_rows, served_from_record
+from .serving import ArtifactError, load_checked, served_from_record
 from .worker import TrainingFailed, TrainingSpec, run_in_subprocess
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
             return
         csv_path = str(rt.store.path)
     model_type = options.get("model_type") or training.model_type
-    served = rt.served
+    served = rt.current()
     active_record = rt.registry.version(served.version) if served else None
     staging = rt.registry.folder / ".staging" / job.job_id
     spec = TrainingSpec(
@@ -56,7 +55,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
 
     def log_started(n_rows: int) -> None:
         started["logged"] = True
-        rt.history.append("TRAINING_STARTED", rt.name, "Model training started", {
+        rt.record("TRAINING_STARTED", "Model training started", {
             "csv_path": csv_path, "model_type": model_type, "n_samples": n_rows, "trigger": job.trigger,
             "job_id": job.job_id,
         })
@@ -87,7 +86,7 @@ def _skip(rt: ModelRuntime, job: Job, new: int, total: int) -> None:
     minimum = rt.config.training.min_samples_for_training
     details = {"n_samples": new, "min_required": minimum, "total_samples": total,
                "reason": "not_enough_new_samples", "trigger": job.trigger, "job_id": job.job_id}
-    rt.history.append("TRAINING_SKIPPED", rt.name, f"Not enough new samples ({new} < {minimum}); pass force to train anyway", details)
+    rt.record("TRAINING_SKIPPED", f"Not enough new samples ({new} < {minimum}); pass force to train anyway", details)
     job.finish("skipped", result={"version": None, "promoted": False, "metrics": None,
                                   "reason": f"not enough new samples ({new} < {minimum})"})
 
@@ -95,7 +94,7 @@ def _skip(rt: ModelRuntime, job: Job, new: int, total: int) -> None:
 def _fail(rt: ModelRuntime, job: Job, reason: str, message: str, details: dict[str, Any]) -> None:
     if reason == "error":
         log.error("training of %s failed: %s\n%s", rt.name, message, details.get("traceback", ""))
-    rt.history.append("TRAINING_FAILED", rt.name, f"Model training failed: {message}",
+    rt.record("TRAINING_FAILED", f"Model training failed: {message}",
                       {"error": message, "reason": reason, "job_id": job.job_id, "trigger": job.trigger,
                        **{k: v for k, v in details.items() if k != "traceback"}})
     job.finish("cancelled" if reason == "cancelled" else "failed",
@@ -114,22 +113,23 @@ def _conclude(rt: ModelRuntime, job: Job, result: dict[str, Any], staging: Path,
     if decision.promoted:
         job.advance(92, "verifying")
         try:
-            pipeline = _load_and_check(staging, result)
+            pipeline = load_checked(staging / ARTIFACT, result)
         except ArtifactError as exc:
             record["status"], record["status_reason"] = "failed", str(exc)
             version = rt.registry.add_version(staging, record, activate=False, trained_rows=trained_rows)
-            rt.history.append("MODEL_LOAD_FAILED", rt.name, f"Candidate {version['version']} failed its load check",
+            rt.record("MODEL_LOAD_FAILED", f"Candidate {version['version']} failed its load check",
                               {"version": version["version"], "error": str(exc), "job_id": job.job_id})
             _fail(rt, job, "load_check", str(exc), {"version": version["version"]})
             return
     job.advance(96, "registering")
-    version = rt.registry.add_version(staging, record, activate=decision.promoted, trained_rows=trained_rows)
-    if pipeline is not None:
-        rt.served = served_from_record(version, pipeline)  # the hot swap: one assignment
+    with rt.switch_lock:
+        version = rt.registry.add_version(staging, record, activate=decision.promoted, trained_rows=trained_rows)
+        if pipeline is not None:
+            rt.served = served_from_record(version, pipeline)  # the hot swap: one assignment
     metric = result["metric"]
     metrics = result["metrics"]
     headline = "accuracy" if result["task"] == "classification" else "r2"
-    rt.history.append("TRAINING_COMPLETED", rt.name, "Model training completed successfully", {
+    rt.record("TRAINING_COMPLETED", "Model training completed successfully", {
         headline: metrics.get(headline), metric: metrics.get(metric), "metric": metric,
         "n_samples": result["n_samples"], "n_test_samples": result["n_test_samples"],
         "model_path": version["model_path"], "version": version["version"], "promoted": decision.promoted,
@@ -139,36 +139,12 @@ def _conclude(rt: ModelRuntime, job: Job, result: dict[str, Any], staging: Path,
               "active_version": active_record["version"] if active_record else None,
               "min_improvement": training.min_improvement, "reason": decision.reason, "version": version["version"]}
     if decision.promoted:
-        rt.history.append("MODEL_PROMOTED", rt.name, f"Version {version['version']} promoted and now serving", scores)
+        rt.record("MODEL_PROMOTED", f"Version {version['version']} promoted and now serving", scores)
     else:
-        rt.history.append("MODEL_REJECTED", rt.name, f"Version {version['version']} rejected; the active model stays", scores)
+        rt.record("MODEL_REJECTED", f"Version {version['version']} rejected; the active model stays", scores)
+    rt.prune()
     job.finish("completed", result={"version": version["version"], "promoted": decision.promoted,
                                     "metrics": metrics, "reason": decision.reason})
-
-
-def _load_and_check(staging: Path, result: dict[str, Any]) -> Any:
-    """Load the staged artifact as serving will, and check it predicts as it did in the worker."""
-    pipeline = load_artifact(staging / ARTIFACT, result["sha256"])
-    probe = served_from_record({**result, "version": "candidate", "model_path": str(staging / ARTIFACT)}, pipeline)
-    try:
-        predictions, _ = predict_rows(probe, result["check_rows"])
-    except Exception as exc:  # any failure to predict means the candidate must not serve
-        raise ArtifactError(f"the candidate could not predict on held-out rows: {exc}") from exc
-    if not _same(predictions, result["check_predictions"]):
-        raise ArtifactError("the loaded candidate predicts differently from the trained one")
-    return pipeline
-
-
-def _same(left: list[Any], right: list[Any]) -> bool:
-    if len(left) != len(right):
-        return False
-    for a, b in zip(left, right):
-        if isinstance(a, float) and isinstance(b, float):
-            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
-                return False
-        elif a != b:
-            return False
-    return True
 
 
 def _record(job: Job, result: dict[str, Any], decision: evaluation.Decision,

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from . import retrain
 from .config import MODEL_TYPES, ModelConfig, StorageConfig
 from .errors import Conflict, Invalid, Unavailable
 from .history import HistoryLog
 from .jobs import Job, JobRunner
+from .notifications import Notifier
 from .registry import Registry
 from .samples import SampleStore, read_header
-from .serving import ArtifactError, ServedModel, load_artifact, served_from_record
+from .serving import ArtifactError, ServedModel, load_checked, served_from_record, version_mismatch
 from .training import feature_kinds
 
 log = logging.getLogger(__name__)
@@ -24,24 +28,55 @@ log = logging.getLogger(__name__)
 class ModelRuntime:
     """Everything one model needs at run time; the API, scheduler and CLI share it."""
 
-    def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog):
+    def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier):
         self.config = config
         self.name = config.name
         self.data_dir = storage.data_dir
         self.history = history
+        self.notifier = notifier
         self.registry = Registry(storage.models_dir / config.name, config.name)
         self.store = SampleStore(config.training.log_file, self._new_file_columns())
         self.served: ServedModel | None = None
+        self.switch_lock = threading.Lock()  # one registry commit + swap at a time (promotion, activate, rollback)
+        self._registry_seen: tuple[int, int, int] | None = None
+        self._next_sync = 0.0
+        self._syncing = threading.Lock()
         self.runner = JobRunner(config.name, self._run, lock_path=self.registry.folder / ".training.lock")
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
         return features + [self.config.target]
 
+    def record(self, event_type: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write a history event and raise the notification it calls for."""
+        event = self.history.append(event_type, self.name, message, details)
+        self.notifier.from_event(event)
+        return event
+
     def _run(self, job: Job) -> None:
         retrain.run_job(self, job)
 
     # -- serving ---------------------------------------------------------------------------
+
+    def load_version(self, version: str) -> tuple[dict[str, Any], Pipeline]:
+        """Load and check one version; on failure log MODEL_LOAD_FAILED, mark it failed, and raise ArtifactError."""
+        record = self.registry.version(version)
+        try:
+            if record["status"] == "pruned":
+                raise ArtifactError(f"version {version} was pruned; its artifact is gone")
+            pipeline = load_checked(Path(record["model_path"]), {**self.registry.metadata(version), **record})
+        except (ArtifactError, OSError, ValueError) as exc:
+            reason = str(exc)
+            log.error("model %s version %s not loaded: %s", self.name, version, reason)
+            if record["status"] != "pruned":
+                self.registry.set_status(version, "failed", reason)
+            self.record("MODEL_LOAD_FAILED", f"Version {version} could not be loaded", {"version": version, "error": reason})
+            raise ArtifactError(reason) from exc
+        mismatch = version_mismatch(record)
+        if mismatch:
+            log.warning("model %s version %s: %s", self.name, version, mismatch)
+            self.registry.annotate(version, {"load_warning": mismatch})
+        return record, pipeline
 
     def load_active(self) -> ServedModel | None:
         """Serve the active version; if it will not load or verify, the newest version that does."""
@@ -49,28 +84,110 @@ class ModelRuntime:
         order = [state["active"]] if state["active"] else []
         order += [r["version"] for r in self.registry.versions() if r["status"] == "inactive"]
         for version in order:
-            record = self.registry.version(version)
             try:
-                pipeline = load_artifact(Path(record["model_path"]), record["sha256"])
-            except ArtifactError as exc:
-                log.error("model %s version %s not loaded: %s", self.name, version, exc)
-                self.history.append("MODEL_LOAD_FAILED", self.name, f"Version {version} could not be loaded",
-                                    {"version": version, "error": str(exc)})
-                self.registry.set_status(version, "failed", str(exc))
+                record, pipeline = self.load_version(version)
+            except ArtifactError:
                 continue
             if version != state["active"]:
                 self.registry.activate(version)
-                self.history.append("MODEL_ACTIVATED", self.name, f"Version {version} activated in place of a version that failed to load",
-                                    {"version": version, "previous_version": state["active"], "reason": "load_failed"})
+                self.record("MODEL_ACTIVATED", f"Version {version} serves in place of a version that failed to load",
+                            {"version": version, "previous_version": state["active"], "reason": "load_failed"})
             self.served = served_from_record(record, pipeline)
             return self.served
         self.served = None
         return None
 
+    def activate(self, version: str, *, force: bool = False) -> dict[str, Any]:
+        """Serve ``version`` from the next request on (a rejected or failed one only with ``force``)."""
+        record = self.registry.version(version)
+        if record["status"] in ("rejected", "failed") and not force:
+            raise Conflict(f"Version '{version}' of '{self.name}' is {record['status']}; send {{\"force\": true}} to serve it anyway",
+                           code=f"version_{record['status']}", details={"version": version, "status": record["status"]})
+        return self._switch(version, rollback=False, forced=force)
+
+    def rollback(self, to_version: str | None = None) -> dict[str, Any]:
+        """Serve the version that was active before the current one (or ``to_version``)."""
+        target = to_version or self.registry.rollback_target()
+        if target is None:
+            raise Conflict(f"Model '{self.name}' has no earlier version to roll back to", code="no_previous_version",
+                           details={"model": self.name})
+        record = self.registry.version(target)
+        if record["status"] in ("rejected", "failed"):
+            raise Conflict(f"Version '{target}' is {record['status']}; activate it explicitly with force",
+                           code=f"version_{record['status']}", details={"version": target, "status": record["status"]})
+        return self._switch(target, rollback=True, forced=False)
+
+    def _switch(self, version: str, *, rollback: bool, forced: bool) -> dict[str, Any]:
+        if self.registry.version(version)["status"] == "pruned":
+            raise Conflict(f"Version '{version}' was pruned; its artifact no longer exists", code="version_pruned",
+                           details={"version": version})
+        try:
+            record, pipeline = self.load_version(version)  # outside the lock: requests keep the current version meanwhile
+        except ArtifactError as exc:
+            raise Conflict(f"Version '{version}' cannot be served: {exc}", code="artifact_invalid",
+                           details={"version": version}) from None
+        with self.switch_lock:
+            previous = self.registry.activate(version, rollback=rollback)
+            self.served = served_from_record(record, pipeline)
+        event = "MODEL_ROLLED_BACK" if rollback else "MODEL_ACTIVATED"
+        verb = "rolled back to" if rollback else "activated"
+        self.record(event, f"Version {version} {verb}; it now serves",
+                    {"version": version, "previous_version": previous, "forced": forced})
+        return {"model": self.name, "active_version": version, "previous_version": previous}
+
+    def prune(self) -> list[str]:
+        """Apply ``keepVersions`` and log each pruned version."""
+        pruned = self.registry.prune(self.config.training.keep_versions)
+        for version in pruned:
+            self.record("MODEL_PRUNED", f"Version {version} pruned (keepVersions={self.config.training.keep_versions})",
+                        {"version": version})
+        return pruned
+
+    def current(self) -> ServedModel | None:
+        """Return the served model, noticing cheaply when another process moved the registry's active pointer.
+
+        The request path pays one ``stat`` (and a clock read); when the registry
+        file changed, or a second has passed, a background thread re-reads it
+        and loads the newly active version. No request waits for that load.
+        """
+        try:
+            info = os.stat(self.registry.path)
+            seen = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except FileNotFoundError:
+            seen = None
+        now = time.monotonic()
+        if (seen != self._registry_seen or now >= self._next_sync) and not self._syncing.locked():
+            self._registry_seen, self._next_sync = seen, now + 1.0
+            threading.Thread(target=self.sync_with_registry, name=f"refit-sync-{self.name}", daemon=True).start()
+        return self.served
+
+    def sync_with_registry(self) -> None:
+        """Serve what the registry says is active, if that is not what this process serves."""
+        if not self._syncing.acquire(blocking=False):
+            return
+        try:
+            active = self.registry.state()["active"]
+            if active is None or (self.served is not None and self.served.version == active):
+                return
+            try:
+                record, pipeline = self.load_version(active)
+            except ArtifactError:
+                return  # logged as MODEL_LOAD_FAILED; the current version keeps serving
+            with self.switch_lock:
+                if self.registry.state()["active"] == active:
+                    self.served = served_from_record(record, pipeline)
+                    log.info("model %s now serves %s (changed by another process)", self.name, active)
+        finally:
+            self._syncing.release()
+
     def require_served(self) -> ServedModel:
-        """Return the served model or raise 503 when there is none yet."""
-        served = self.served
+        """Return the served model or raise 503 when there is none."""
+        served = self.current()
         if served is None:
+            if self.registry.state()["versions"]:
+                raise Unavailable(f"No version of model '{self.name}' could be loaded; see MODEL_LOAD_FAILED in the "
+                                  "history, then train or activate a good version.", code="no_loadable_version",
+                                  details={"model": self.name})
             raise Unavailable(
                 f"Model '{self.name}' has no trained version yet; post samples and train it (POST /api/{self.name}/train).",
                 code="model_not_ready", details={"model": self.name},
@@ -146,7 +263,7 @@ class ModelRuntime:
         total, new = self.sample_counts()
         minimum = self.config.training.min_samples_for_training
         if new < minimum:
-            self.history.append("TRAINING_SKIPPED", self.name, f"Not enough new samples ({new} < {minimum})",
+            self.record("TRAINING_SKIPPED", f"Not enough new samples ({new} < {minimum})",
                                 {"n_samples": new, "min_required": minimum, "total_samples": total,
                                  "reason": "not_enough_new_samples", "trigger": "auto"})
             return None

@@ -41,7 +41,50 @@ class JobsQuery(Schema):
     status = fields.String(load_default=None)
 
 
+class ActivateRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    force = fields.Boolean(load_default=False)
+
+
+class RollbackRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    to_version = fields.String(load_default=None, allow_none=True)
+
+
+class CompareRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    versions = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=20))
+    evaluate_on = fields.String(load_default="recorded", validate=validate.OneOf(["recorded", "current"]))
+
+
+class TrainAllRequest(Schema):
+    class Meta:
+        unknown = RAISE
+
+    force = fields.Boolean(load_default=False)
+
+
+class NotificationsQuery(Schema):
+    class Meta:
+        unknown = RAISE
+
+    since = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    level = fields.String(load_default=None, validate=validate.OneOf(["success", "warning", "error"]))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
+
+
 train_request = TrainRequest()
+activate_request = ActivateRequest()
+rollback_request = RollbackRequest()
+compare_request = CompareRequest()
+train_all_request = TrainAllRequest()
+notifications_query = NotificationsQuery()
 history_query = HistoryQuery()
 jobs_query = JobsQuery()
 

@@ -6,6 +6,7 @@ answered by one version even if a swap happens half-way.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,13 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+import sklearn
+
 from .files import sha256_file
 from .training import coerce_features
+
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
@@ -87,3 +93,36 @@ def predict_rows(served: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[
     matrix = served.pipeline.predict_proba(frame)
     probabilities = [{label: float(p) for label, p in zip(labels, row)} for row in matrix]
     return predictions, probabilities
+
+
+def load_checked(path: Path, record: dict[str, Any]) -> Pipeline:
+    """Load a version as serving will (sha256 first) and check it predicts its recorded rows as it did when trained."""
+    pipeline = load_artifact(path, record["sha256"])
+    probe = served_from_record({**record, "version": record.get("version", "candidate"), "model_path": str(path)}, pipeline)
+    try:
+        predictions, _ = predict_rows(probe, record.get("check_rows") or [])
+    except Exception as exc:  # any failure to predict means this version must not serve
+        raise ArtifactError(f"artifact {path} could not predict on its check rows: {exc}") from exc
+    if not _same(predictions, record.get("check_predictions") or []):
+        raise ArtifactError(f"artifact {path} predicts differently from when it was trained")
+    return pipeline
+
+
+def version_mismatch(record: dict[str, Any]) -> str | None:
+    """Say so when a version was trained under another scikit-learn than the one loading it."""
+    trained = (record.get("library_versions") or {}).get("scikit-learn")
+    if trained and trained != sklearn.__version__:
+        return f"trained with scikit-learn {trained}, loaded with {sklearn.__version__}"
+    return None
+
+
+def _same(left: list[Any], right: list[Any]) -> bool:
+    if len(left) != len(right):
+        return False
+    for a, b in zip(left, right):
+        if isinstance(a, float) and isinstance(b, float):
+            if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
+                return False
+        elif a != b:
+            return False
+    return True

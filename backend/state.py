@@ -8,6 +8,7 @@ from flask import current_app
 from .config import Config
 from .errors import NotFound
 from .history import HistoryLog
+from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
 
@@ -17,6 +18,7 @@ class Refit:
     config: Config
     runtimes: dict[str, ModelRuntime]
     histories: dict[str, HistoryLog]
+    notifier: Notifier
     api_key: str | None
     scheduler: TrainingScheduler | None = None
 

@@ -119,3 +119,56 @@ def test_hot_reload_under_load_fails_no_request(tmp_path, server_factory):
     for versions in seen.values():
         switches = [i for i in range(1, len(versions)) if versions[i] != versions[i - 1]]
         assert len(switches) <= 1 and versions[0] == "v1" and versions[-1] == "v2", versions
+
+
+def test_rollback_under_load_then_restart_keeps_the_choice(tmp_path, server_factory):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    config = write_config(tmp_path, minSamplesForTraining=100)
+    write_samples(tmp_path / "data" / "samples.csv", 300, seed=1)
+    server = server_factory(config)
+    wait_until(lambda: served_version(server) == "v1", timeout=90, what="start-up training")
+    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
+    wait_until(lambda: served_version(server) == "v2", timeout=90, what="v2")
+
+    stop, failures, seen = threading.Event(), [], []
+
+    def client():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10)
+                if response.status_code != 200:
+                    failures.append(response.text)
+                else:
+                    seen.append(response.json()["model_version"])
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(seen) > 20, timeout=30, what="traffic")
+        answer = requests.post(f"{server.url}/api/parima/rollback", timeout=10).json()
+        assert answer == {"model": "parima", "active_version": "v1", "previous_version": "v2"}
+        mark = len(seen)
+        wait_until(lambda: len(seen) > mark + 20, timeout=30, what="traffic after the rollback")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == [] and seen[-1] == "v1"
+    assert server.stop() == 0
+
+    server = server_factory(config)  # restart: the rollback holds
+    assert served_version(server) == "v1"
+    # another process (the CLI) activates v2: the running server follows without a restart
+    subprocess.run([sys.executable, "-m", "backend", "--config", str(config), "activate", "parima", "v2"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    wait_until(lambda: served_version(server) == "v2", timeout=10, what="the server to follow the registry")
+    health = requests.get(f"{server.url}/health", timeout=10).json()
+    assert health["version"] == "v2" and isinstance(health["pid"], int)

@@ -13,7 +13,7 @@ bp = Blueprint("health", __name__)
 
 
 def _model_health(rt: ModelRuntime) -> dict[str, Any]:
-    served = rt.served
+    served = rt.current()
     return {
         "model_loaded": served is not None,
         "model_path": served.model_path if served else None,

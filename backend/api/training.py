@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ..errors import Invalid
+from ..errors import Invalid, RefitError
 from ..history import EVENT_TYPES
 from ..jobs import STATUSES
-from ..schemas import history_query, jobs_query, json_body, load, train_request
+from ..schemas import history_query, jobs_query, json_body, load, train_all_request, train_request
 from ..state import refit, runtime
 
 bp = Blueprint("training", __name__)
@@ -19,6 +19,18 @@ def train(model: str):
     job = rt.submit_training("manual", {k: v for k, v in options.items() if v is not None})
     return {"success": True, "message": "Training started in background", "status": "training_in_progress",
             "job_id": job.job_id}, 202
+
+
+@bp.post("/api/models/train")
+def train_all():
+    options = load(train_all_request, json_body(request, required=False))
+    jobs = {}
+    for name, rt in refit().runtimes.items():
+        try:
+            jobs[name] = {"job_id": rt.submit_training("manual", {"force": options["force"]}).job_id}
+        except RefitError as exc:  # one model's conflict or bad state must not stop the others
+            jobs[name] = exc.to_dict()
+    return {"success": True, "message": "Training started in background", "jobs": jobs}, 202
 
 
 @bp.get("/api/<model>/training/status")
