@@ -69,3 +69,16 @@ def test_simulate_posts_samples_to_a_running_server(tmp_path):
     finally:
         history.terminate()
         history.wait(10)
+
+
+def test_train_all_activate_and_rollback(tmp_path):
+    config = write_config(tmp_path)
+    cli(config, "demo-data")
+    out = cli(config, "train", "--all").stdout
+    assert "parima: version: v1" in out
+    cli(config, "train", "parima", "--force")
+    assert cli(config, "rollback", "parima").stdout.strip() == "parima: v2 -> v1"
+    assert cli(config, "activate", "parima", "v2").stdout.strip() == "parima: v1 -> v2"
+    refused = cli(config, "activate", "parima", "v9", check=False)
+    assert refused.returncode != 0 and "v9" in refused.stderr
+    assert cli(config, "train", check=False).returncode != 0

@@ -248,3 +248,42 @@ def test_a_receiver_that_never_answers_does_not_hold_up_training(tmp_path):
         assert receiver.attempts == 4 and receiver.bodies == []
     finally:
         receiver.close()
+
+
+def test_a_version_trained_under_another_scikit_learn_is_served_with_a_warning(trained_client, config_path, tmp_path):
+    registry = tmp_path / "ml_models" / "parima" / "registry.json"
+    state = json.loads(registry.read_text())
+    state["versions"]["v1"]["library_versions"]["scikit-learn"] = "0.0.1"
+    registry.write_text(json.dumps(state))
+    client = create_app(config_path).test_client()
+    assert version_of(client) == "v1"
+    assert "0.0.1" in client.get("/api/parima/versions/v1").json["load_warning"]
+
+
+def test_two_processes_changing_the_registry_lose_no_update(trained_client, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    script = (
+        "import sys; from pathlib import Path; from backend.registry import Registry\n"
+        "r = Registry(Path(sys.argv[1]), 'parima')\n"
+        "for i in range(40): r.annotate('v1', {f'p{sys.argv[2]}_{i}': i})\n"
+    )
+    folder = str(tmp_path / "ml_models" / "parima")
+    writers = [subprocess.Popen([sys.executable, "-c", script, folder, str(n)], cwd=ROOT) for n in range(2)]
+    assert [w.wait(60) for w in writers] == [0, 0]
+    record = json.loads((tmp_path / "ml_models" / "parima" / "registry.json").read_text())["versions"]["v1"]
+    assert sum(1 for key in record if key.startswith(("p0_", "p1_"))) == 80
+
+
+def test_notifications_are_bounded_and_keep_their_ids(tmp_path):
+    from backend.notifications import Notifier
+
+    notifier = Notifier(tmp_path / "n.jsonl", keep=10)
+    for i in range(35):
+        notifier.notify("success", "m", f"v{i}", "MODEL_PROMOTED", "promoted", {})
+    notes = Notifier(tmp_path / "n.jsonl", keep=10).list(limit=1000)  # a restart reads them back
+    assert len(notes) <= 20 and notes[-1]["id"] == 35
+    assert [n["id"] for n in notes] == sorted(n["id"] for n in notes)
