@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import lifecycle
 from .config import Config, ConfigError, load_config
 from .errors import RefitError
 
@@ -138,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_activate(args: argparse.Namespace) -> int:
     """Make a version the one served (a running server follows within a second)."""
     rt = _runtime(args)
-    answer = rt.activate(args.version, force=args.force)
+    answer = lifecycle.activate(rt, args.version, force=args.force)
     print(f"{rt.name}: {answer['previous_version']} -> {answer['active_version']}")
     return 0
 
@@ -146,7 +147,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Serve the version that was active before the current one (or --to V)."""
     rt = _runtime(args)
-    answer = rt.rollback(args.to)
+    answer = lifecycle.rollback(rt, args.to)
     print(f"{rt.name}: {answer['previous_version']} -> {answer['active_version']}")
     return 0
 

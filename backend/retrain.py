@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import evaluation
+from . import evaluation, lifecycle
 from .history import utc_now
 from .registry import ARTIFACT
 from .serving import ArtifactError, load_checked, served_from_record
@@ -142,7 +142,7 @@ def _conclude(rt: ModelRuntime, job: Job, result: dict[str, Any], staging: Path,
         rt.record("MODEL_PROMOTED", f"Version {version['version']} promoted and now serving", scores)
     else:
         rt.record("MODEL_REJECTED", f"Version {version['version']} rejected; the active model stays", scores)
-    rt.prune()
+    lifecycle.prune(rt)
     job.finish("completed", result={"version": version["version"], "promoted": decision.promoted,
                                     "metrics": metrics, "reason": decision.reason})
 

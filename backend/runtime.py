@@ -97,52 +97,6 @@ class ModelRuntime:
         self.served = None
         return None
 
-    def activate(self, version: str, *, force: bool = False) -> dict[str, Any]:
-        """Serve ``version`` from the next request on (a rejected or failed one only with ``force``)."""
-        record = self.registry.version(version)
-        if record["status"] in ("rejected", "failed") and not force:
-            raise Conflict(f"Version '{version}' of '{self.name}' is {record['status']}; send {{\"force\": true}} to serve it anyway",
-                           code=f"version_{record['status']}", details={"version": version, "status": record["status"]})
-        return self._switch(version, rollback=False, forced=force)
-
-    def rollback(self, to_version: str | None = None) -> dict[str, Any]:
-        """Serve the version that was active before the current one (or ``to_version``)."""
-        target = to_version or self.registry.rollback_target()
-        if target is None:
-            raise Conflict(f"Model '{self.name}' has no earlier version to roll back to", code="no_previous_version",
-                           details={"model": self.name})
-        record = self.registry.version(target)
-        if record["status"] in ("rejected", "failed"):
-            raise Conflict(f"Version '{target}' is {record['status']}; activate it explicitly with force",
-                           code=f"version_{record['status']}", details={"version": target, "status": record["status"]})
-        return self._switch(target, rollback=True, forced=False)
-
-    def _switch(self, version: str, *, rollback: bool, forced: bool) -> dict[str, Any]:
-        if self.registry.version(version)["status"] == "pruned":
-            raise Conflict(f"Version '{version}' was pruned; its artifact no longer exists", code="version_pruned",
-                           details={"version": version})
-        try:
-            record, pipeline = self.load_version(version)  # outside the lock: requests keep the current version meanwhile
-        except ArtifactError as exc:
-            raise Conflict(f"Version '{version}' cannot be served: {exc}", code="artifact_invalid",
-                           details={"version": version}) from None
-        with self.switch_lock:
-            previous = self.registry.activate(version, rollback=rollback)
-            self.served = served_from_record(record, pipeline)
-        event = "MODEL_ROLLED_BACK" if rollback else "MODEL_ACTIVATED"
-        verb = "rolled back to" if rollback else "activated"
-        self.record(event, f"Version {version} {verb}; it now serves",
-                    {"version": version, "previous_version": previous, "forced": forced})
-        return {"model": self.name, "active_version": version, "previous_version": previous}
-
-    def prune(self) -> list[str]:
-        """Apply ``keepVersions`` and log each pruned version."""
-        pruned = self.registry.prune(self.config.training.keep_versions)
-        for version in pruned:
-            self.record("MODEL_PRUNED", f"Version {version} pruned (keepVersions={self.config.training.keep_versions})",
-                        {"version": version})
-        return pruned
-
     def current(self) -> ServedModel | None:
         """Return the served model, noticing cheaply when another process moved the registry's active pointer.
 

@@ -16,64 +16,47 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from .errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
 
 
-class TrainRequest(Schema):
+class _Strict(Schema):
+    """Unknown fields are a 422, not silently dropped."""
+
     class Meta:
         unknown = RAISE
 
+
+class TrainRequest(_Strict):
     force = fields.Boolean(load_default=False)
     csv_path = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096))
     model_type = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
-class HistoryQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class HistoryQuery(_Strict):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
     event_type = fields.String(load_default=None)
 
 
-class JobsQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class JobsQuery(_Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
     status = fields.String(load_default=None)
 
 
-class ActivateRequest(Schema):
-    class Meta:
-        unknown = RAISE
-
+class ActivateRequest(_Strict):
     force = fields.Boolean(load_default=False)
 
 
-class RollbackRequest(Schema):
-    class Meta:
-        unknown = RAISE
-
+class RollbackRequest(_Strict):
     to_version = fields.String(load_default=None, allow_none=True)
 
 
-class CompareRequest(Schema):
-    class Meta:
-        unknown = RAISE
-
+class CompareRequest(_Strict):
     versions = fields.List(fields.String(), required=True, validate=validate.Length(min=1, max=20))
     evaluate_on = fields.String(load_default="recorded", validate=validate.OneOf(["recorded", "current"]))
 
 
-class TrainAllRequest(Schema):
-    class Meta:
-        unknown = RAISE
-
+class TrainAllRequest(_Strict):
     force = fields.Boolean(load_default=False)
 
 
-class NotificationsQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class NotificationsQuery(_Strict):
     since = fields.Integer(load_default=None, validate=validate.Range(min=0))
     level = fields.String(load_default=None, validate=validate.OneOf(["success", "warning", "error"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))

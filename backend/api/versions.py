@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from .. import lifecycle
 from ..compare import compare
 from ..schemas import activate_request, compare_request, json_body, load, rollback_request
 from ..state import runtime
@@ -24,14 +25,14 @@ def get_version(model: str, version: str):
 def activate(model: str, version: str):
     rt = runtime(model)
     options = load(activate_request, json_body(request, required=False))
-    return rt.activate(version, force=options["force"])
+    return lifecycle.activate(rt, version, force=options["force"])
 
 
 @bp.post("/api/<model>/rollback")
 def rollback(model: str):
     rt = runtime(model)
     options = load(rollback_request, json_body(request, required=False))
-    return rt.rollback(options["to_version"])
+    return lifecycle.rollback(rt, options["to_version"])
 
 
 @bp.post("/api/<model>/compare")
