@@ -15,15 +15,15 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from . import catalogue, preprocessing
+from .tuning import CV_STRATEGIES, METHODS as TUNING_METHODS
+
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 RESERVED_NAMES = frozenset({"models", "datasets", "notifications"})
 TASKS = ("classification", "regression")
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("r2", "rmse", "mae", "mape")
-MODEL_TYPES = {
-    "classification": ("random_forest", "svm", "logistic"),
-    "regression": ("random_forest", "linear", "ridge"),
-}
+SPLIT_STRATEGIES = ("random", "time")
 
 
 class ConfigError(Exception):
@@ -74,6 +74,13 @@ class TrainingConfig:
     n_jobs: int = 1
     keep_versions: int = 20
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    candidates: tuple[str, ...] | None = None
+    tuning: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    split_strategy: str = "random"
+    cv_strategy: str | None = None
+    training_window: str | int = "all"
+    plots: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,50 @@ class _NotificationsSchema(_Strict):
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
 
 
+class TuningSchema(_Strict):
+    """``training.tuning``; also a ``POST /train`` override."""
+
+    method = fields.String(load_default="none", validate=validate.OneOf(TUNING_METHODS))
+    n_iter = fields.Integer(load_default=20, strict=True, validate=validate.Range(min=1, max=10_000))
+    cv = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=2, max=20))
+    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=None, allow_none=True,
+                                   validate=validate.Range(min=1))
+    search_space = fields.Dict(data_key="searchSpace", keys=fields.String(), load_default=None, allow_none=True)
+
+    @validates_schema
+    def _space(self, data: dict, **_: Any) -> None:
+        for name, spec in (data.get("search_space") or {}).items():
+            ok_list = isinstance(spec, list) and len(spec) > 0
+            ok_range = (isinstance(spec, dict) and set(spec) <= {"low", "high", "log"} and {"low", "high"} <= set(spec)
+                        and all(isinstance(spec[k], (int, float)) and not isinstance(spec[k], bool) for k in ("low", "high"))
+                        and spec["low"] < spec["high"])
+            if not (ok_list or ok_range):
+                raise ValidationError({name: ["give a non-empty list of values or {\"low\", \"high\", \"log\"}"]},
+                                      "searchSpace")
+
+
+class PreprocessingSchema(_Strict):
+    """``training.preprocessing``; also a ``POST /train`` override."""
+
+    missing_values = fields.String(data_key="missingValues", load_default="median",
+                                   validate=validate.OneOf(preprocessing.MISSING))
+    outliers = fields.String(load_default="none", validate=validate.OneOf(preprocessing.OUTLIERS))
+    scaling = fields.String(load_default="standard", validate=validate.OneOf(preprocessing.SCALING))
+    encoding = fields.String(load_default="onehot", validate=validate.OneOf(preprocessing.ENCODING))
+    feature_selection = fields.String(data_key="featureSelection", load_default="none",
+                                      validate=validate.OneOf(preprocessing.SELECTION))
+    k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1))
+
+
+class TrainingWindow(fields.Field):
+    """``"all"`` or a positive number of newest rows."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str | int:
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 10):
+            return value
+        raise ValidationError('must be "all" or a number of newest rows (at least 10)')
+
+
 class _TrainingSchema(_Strict):
     auto_train = fields.Boolean(data_key="autoTrain", load_default=True)
     auto_train_interval_hours = fields.Float(
@@ -155,6 +206,14 @@ class _TrainingSchema(_Strict):
     n_jobs = fields.Integer(data_key="nJobs", load_default=1, strict=True, validate=validate.Range(min=1, max=64))
     keep_versions = fields.Integer(data_key="keepVersions", load_default=20, strict=True, validate=validate.Range(min=2))
     hyperparameters = fields.Dict(keys=fields.String(), load_default=dict)
+    candidates = fields.List(fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1, max=12))
+    tuning = fields.Nested(TuningSchema, load_default=_defaults(TuningSchema))
+    preprocessing = fields.Nested(PreprocessingSchema, load_default=_defaults(PreprocessingSchema))
+    split_strategy = fields.String(data_key="splitStrategy", load_default="random", validate=validate.OneOf(SPLIT_STRATEGIES))
+    cv_strategy = fields.String(data_key="cvStrategy", load_default=None, allow_none=True,
+                                validate=validate.OneOf(CV_STRATEGIES))
+    training_window = TrainingWindow(data_key="trainingWindow", load_default="all")
+    plots = fields.Boolean(load_default=True)
 
 
 class _ModelSchema(_Strict):
@@ -183,10 +242,12 @@ class _ModelSchema(_Strict):
         }[task]
         if metric is not None and metric not in allowed_metrics:
             raise ValidationError({"metric": [f"must be one of {', '.join(allowed_metrics)}"]}, "training")
-        model_type = training.get("model_type", "random_forest")
-        allowed_types = MODEL_TYPES.get(task) or tuple(sorted(set(sum(MODEL_TYPES.values(), ()))))
-        if model_type not in allowed_types:
+        allowed_types = catalogue.algorithms(task) if task else catalogue.all_algorithms()
+        if training.get("model_type", "random_forest") not in allowed_types:
             raise ValidationError({"modelType": [f"must be one of {', '.join(allowed_types)}"]}, "training")
+        unknown = [c for c in training.get("candidates") or [] if c not in allowed_types or c in catalogue.ENSEMBLES]
+        if unknown:
+            raise ValidationError({"candidates": [f"not algorithms: {', '.join(unknown)}"]}, "training")
 
 
 class _ConfigSchema(_Strict):

@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
+    classification_report,
+    confusion_matrix,
+    explained_variance_score,
     f1_score,
     log_loss,
     mean_absolute_error,
@@ -66,8 +70,10 @@ METRICS: dict[str, dict[str, Callable[[BaseEstimator, pd.DataFrame, pd.Series], 
         "rmse": _label_metric(lambda y, p: math.sqrt(mean_squared_error(y, p))),
         "mae": _label_metric(mean_absolute_error),
         "mape": _label_metric(mean_absolute_percentage_error),
+        "explained_variance": _label_metric(explained_variance_score),
     },
 }
+PERMUTATION_ROWS = 2000
 
 
 def evaluate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float | None]:
@@ -77,6 +83,48 @@ def evaluate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, task: str) -> 
         value = float(metric(model, X, y))
         scores[name] = value if math.isfinite(value) else None
     return scores
+
+
+def details(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, Any]:
+    """The confusion matrix and per-class report of a classifier on held-out rows (empty for regression)."""
+    if task != "classification":
+        return {}
+    predicted = model.predict(X)
+    labels = list(model.classes_)
+    report = classification_report(y, predicted, labels=labels, output_dict=True, zero_division=0)
+    return {
+        "confusion_matrix": {"labels": [_plain(c) for c in labels],
+                             "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
+        "per_class": {str(k): {m: float(v) for m, v in row.items()} if isinstance(row, dict) else float(row)
+                      for k, row in report.items()},
+    }
+
+
+def feature_importance(model: Any, X: pd.DataFrame, y: pd.Series, random_state: int) -> dict[str, Any]:
+    """Feature importance: the estimator's own (trees, linear coefficients), else permutation on held-out rows."""
+    estimator = model[-1]
+    native = getattr(estimator, "feature_importances_", None)
+    if native is None and getattr(estimator, "coef_", None) is not None:
+        coef = np.abs(np.asarray(estimator.coef_, dtype=float))
+        native = coef.mean(axis=0) if coef.ndim > 1 else coef
+    if native is not None:
+        try:
+            names = [str(n) for n in model[:-1].get_feature_names_out()]
+        except (AttributeError, ValueError):
+            names = [f"feature_{i}" for i in range(len(native))]
+        if len(names) == len(native):
+            return {"method": "native", "features": _ranked(dict(zip(names, map(float, native))))}
+    sample = X.iloc[:PERMUTATION_ROWS]
+    result = permutation_importance(model, sample, y.iloc[:PERMUTATION_ROWS], n_repeats=5, random_state=random_state)
+    return {"method": "permutation", "features": _ranked(dict(zip(X.columns, map(float, result.importances_mean))))}
+
+
+def _ranked(values: dict[str, float]) -> dict[str, float]:
+    return dict(sorted(values.items(), key=lambda kv: -abs(kv[1]))[:100])
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def baseline(task: str, X: pd.DataFrame, y: pd.Series) -> BaseEstimator:

@@ -39,15 +39,14 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
             _skip(rt, job, new, trained_rows)
             return
         csv_path = str(rt.store.path)
-    model_type = options.get("model_type") or training.model_type
+    settings = options["training"]
+    model_type = settings["model_type"]
     served = rt.current()
     active_record = rt.registry.version(served.version) if served else None
     staging = rt.registry.folder / ".staging" / job.job_id
     spec = TrainingSpec(
         model=rt.name, csv_path=csv_path, limit_bytes=limit, target=rt.config.target, features=rt.config.features,
-        task=rt.config.task, model_type=model_type, metric=training.metric, hyperparameters=dict(training.hyperparameters),
-        test_size=training.test_size, random_state=training.random_state, n_jobs=training.n_jobs,
-        staging_dir=str(staging),
+        task=rt.config.task, options=settings, staging_dir=str(staging),
         active_path=active_record["model_path"] if active_record else None,
         active_sha256=active_record["sha256"] if active_record else None,
     )
@@ -149,7 +148,8 @@ def _conclude(rt: ModelRuntime, job: Job, result: dict[str, Any], staging: Path,
 
 def _record(job: Job, result: dict[str, Any], decision: evaluation.Decision,
             active_record: dict[str, Any] | None) -> dict[str, Any]:
-    keep = ("task", "algorithm", "estimator", "params", "metric", "metrics", "n_samples", "n_test_samples",
+    keep = ("task", "algorithm", "model_type", "estimator", "params", "options", "metric", "metrics", "evaluation",
+            "cv", "selection", "tuning", "feature_importance", "plots", "data_quality", "n_samples", "n_test_samples",
             "n_rows_read", "sha256", "training_seconds", "features", "numeric_features", "categorical_features",
             "dtypes", "classes", "warnings", "library_versions", "check_rows", "check_predictions")
     return {

@@ -11,8 +11,9 @@ from typing import Any
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from . import retrain
-from .config import MODEL_TYPES, ModelConfig, StorageConfig
+from . import options, retrain
+from .config import ModelConfig, StorageConfig
+from .datasets import dataset_path
 from .errors import Conflict, Invalid, Unavailable
 from .history import HistoryLog
 from .jobs import Job, JobRunner
@@ -20,7 +21,9 @@ from .notifications import Notifier
 from .registry import Registry
 from .samples import SampleStore, read_header
 from .serving import ArtifactError, ServedModel, load_checked, served_from_record, version_mismatch
-from .training import feature_kinds
+from . import quality
+from .training import DataQualityError, feature_kinds, read_samples
+from .training import window as training_window
 
 log = logging.getLogger(__name__)
 
@@ -184,18 +187,17 @@ class ModelRuntime:
 
     # -- training ----------------------------------------------------------------------------
 
-    def submit_training(self, trigger: str, options: dict[str, Any] | None = None, *, wait: bool = False) -> Job:
+    def submit_training(self, trigger: str, overrides: dict[str, Any] | None = None, *, wait: bool = False) -> Job:
         """Check the overrides and start a training job; 409 if one is running, 422 on a bad override."""
-        options = dict(options or {})
-        model_type = options.get("model_type")
-        if model_type is not None:
-            allowed = MODEL_TYPES.get(self.config.task) or sorted({t for ts in MODEL_TYPES.values() for t in ts})
-            if model_type not in allowed:
-                raise Invalid(f"model_type '{model_type}' is not available; choose one of {', '.join(allowed)}",
-                              code="invalid_model_type", details={"field": "model_type", "allowed": list(allowed)})
-        if options.get("csv_path") is not None:
-            options["csv_path"] = str(self.resolve_data_path(options["csv_path"]))
-        return self.runner.submit(trigger, options, wait=wait)
+        overrides = dict(overrides or {})
+        job_options: dict[str, Any] = {"force": bool(overrides.pop("force", False))}
+        if overrides.get("dataset_id"):
+            overrides["csv_path"] = dataset_path(self.data_dir, overrides.pop("dataset_id"))
+        if overrides.get("csv_path") is not None:
+            job_options["csv_path"] = str(self.resolve_data_path(overrides.pop("csv_path")))
+        job_options["training"] = options.effective(self.config, overrides)
+        job_options["overrides"] = sorted(k for k, v in overrides.items() if v is not None)
+        return self.runner.submit(trigger, job_options, wait=wait)
 
     def resolve_data_path(self, requested: str) -> Path:
         """Resolve a request's path against the data folder; refuse anything whose real path is outside it."""
@@ -208,6 +210,22 @@ class ModelRuntime:
             raise Invalid(f"csv_path '{requested}' is not a file in the data folder", code="invalid_path",
                           details={"field": "csv_path", "csv_path": requested})
         return candidate
+
+    def data_quality(self, csv_path: str | None = None, dataset_id: str | None = None) -> dict[str, Any]:
+        """The data-quality report of the sample store (or of a file in the data folder) as training would see it."""
+        if dataset_id:
+            csv_path = dataset_path(self.data_dir, dataset_id)
+        path, limit = (self.resolve_data_path(csv_path), None) if csv_path else (self.store.path, self.store.snapshot()[1])
+        settings = self.config.training
+        try:
+            frame, skipped = read_samples(path, limit)
+            found = quality.report(training_window(frame, settings.training_window), self.config.target,
+                                   list(self.config.features or []) or None, self.config.task, settings.test_size)
+        except DataQualityError as exc:
+            found, skipped = {"rows": 0, "problems": [{"problem": exc.problem, "message": str(exc)}], "warnings": []}, 0
+        if skipped:
+            found["warnings"].append(f"{skipped} malformed line(s) would be skipped")
+        return {"model": self.name, "source": path.name, "ok": not found["problems"], **found}
 
     def tick(self) -> Job | None:
         """The scheduler's check: train when enough new samples arrived, else log TRAINING_SKIPPED."""

@@ -11,8 +11,10 @@ import math
 from typing import Any
 
 from flask import Request
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from .config import SPLIT_STRATEGIES, PreprocessingSchema, TrainingWindow, TuningSchema
+from .tuning import CV_STRATEGIES
 from .errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
 
 
@@ -24,9 +26,31 @@ class _Strict(Schema):
 
 
 class TrainRequest(_Strict):
+    """``POST /api/<m>/train``: every training option of config.json may be overridden for one run."""
+
     force = fields.Boolean(load_default=False)
     csv_path = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096))
+    dataset_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
     model_type = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+    hyperparameters = fields.Dict(keys=fields.String(), load_default=None, allow_none=True)
+    candidates = fields.List(fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1, max=12))
+    tuning = fields.Nested(TuningSchema(partial=True), load_default=None, allow_none=True)
+    preprocessing = fields.Nested(PreprocessingSchema(partial=True), load_default=None, allow_none=True)
+    split_strategy = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SPLIT_STRATEGIES))
+    cv_strategy = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CV_STRATEGIES))
+    training_window = TrainingWindow(load_default=None, allow_none=True)
+    test_size = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.05, max=0.5))
+    metric = fields.String(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _one_source(self, data: dict, **_: Any) -> None:
+        if data.get("csv_path") and data.get("dataset_id"):
+            raise ValidationError("give csv_path or dataset_id, not both", "dataset_id")
+
+
+class DataQualityRequest(_Strict):
+    csv_path = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096))
+    dataset_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
 
 
 class HistoryQuery(_Strict):
@@ -63,6 +87,7 @@ class NotificationsQuery(_Strict):
 
 
 train_request = TrainRequest()
+data_quality_request = DataQualityRequest()
 activate_request = ActivateRequest()
 rollback_request = RollbackRequest()
 compare_request = CompareRequest()

@@ -1,4 +1,4 @@
-"""Pure training: read a sample CSV, check it, split it, build and fit a pipeline.
+"""Pure training: read a sample CSV, check and clean it, split it, fit a pipeline.
 
 No Flask, no registry: the worker process, the tests and the benchmarks call
 these functions on DataFrames. The fitted artifact is one scikit-learn
@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC
 
-MIN_ROWS = 10
-# A numeric target with at most this many distinct integer values is read as classes.
-MAX_INFERRED_CLASSES = 20
+from . import quality
 
 
 class DataQualityError(Exception):
@@ -49,6 +41,7 @@ class PreparedData:
     categorical: list[str]
     n_rows_read: int
     warnings: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def read_samples(path: Path, limit_bytes: int | None = None) -> tuple[pd.DataFrame, int]:
@@ -77,15 +70,6 @@ def read_samples(path: Path, limit_bytes: int | None = None) -> tuple[pd.DataFra
     return frame, skipped
 
 
-def infer_task(y: pd.Series) -> str:
-    """Guess classification or regression from the target column."""
-    values = y.dropna()
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        return "classification"
-    integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
-    return "classification" if integral and values.nunique() <= MAX_INFERRED_CLASSES else "regression"
-
-
 def feature_kinds(X: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Split columns into numeric and categorical, as the preprocessing will treat them."""
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c]) and not pd.api.types.is_bool_dtype(X[c])]
@@ -105,65 +89,50 @@ def coerce_features(X: pd.DataFrame, numeric: list[str], categorical: list[str])
     return out[numeric + categorical]
 
 
-def prepare(frame: pd.DataFrame, target: str, features: list[str] | None, task: str | None) -> PreparedData:
-    """Check the frame can train a model and return features, target and task; raise DataQualityError if not."""
-    n_rows = len(frame)
-    report: dict[str, Any] = {"rows": n_rows, "columns": list(frame.columns)}
-    if n_rows == 0:
-        raise DataQualityError("no_rows", "the data has a header but no rows", report)
-    if target not in frame.columns:
-        raise DataQualityError("target_missing", f"the target column '{target}' is not in the data", report)
+def prepare(frame: pd.DataFrame, target: str, features: list[str] | None, task: str | None,
+            test_size: float = 0.2) -> PreparedData:
+    """Check the frame can train a model (see quality.report) and return clean features, target and task."""
+    found = quality.report(frame, target, features, task, test_size)
+    if found["problems"]:
+        first = found["problems"][0]
+        raise DataQualityError(first["problem"], first["message"], found)
     wanted = list(features) if features else [c for c in frame.columns if c != target]
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        report["missing_features"] = missing
-        raise DataQualityError("features_missing", f"feature column(s) not in the data: {', '.join(missing)}", report)
-    if not wanted:
-        raise DataQualityError("no_features", "the data has no feature columns besides the target", report)
-
-    notes: list[str] = []
     usable = frame[frame[target].notna()]
-    dropped = n_rows - len(usable)
-    if dropped:
-        notes.append(f"{dropped} row(s) without a target were left out")
-    report["rows_with_target"] = len(usable)
     y = usable[target]
-    if isinstance(y.dtype, pd.StringDtype) or y.dtype == object:
+    if found["task"] == "regression":
+        y = pd.to_numeric(y, errors="coerce").astype("float64")
+    elif isinstance(y.dtype, pd.StringDtype) or y.dtype == object:
         y = y.astype(str).str.strip()
-    task = task or infer_task(y)
-    report["task"] = task
-    if len(usable) < MIN_ROWS:
-        raise DataQualityError(
-            "too_few_rows", f"{len(usable)} usable row(s); at least {MIN_ROWS} are needed to train and test", report
-        )
-    if task == "classification":
-        counts = y.value_counts()
-        report["class_balance"] = {str(k): int(v) for k, v in counts.items()}
-        if len(counts) < 2:
-            raise DataQualityError("single_class", f"the target '{target}' has a single class", report)
-    elif not pd.api.types.is_numeric_dtype(y):
-        raise DataQualityError("target_not_numeric", f"a regression target must be numeric; '{target}' is not", report)
-
-    X = usable[wanted]
-    empty = [c for c in wanted if X[c].isna().all()]
-    if len(empty) == len(wanted):
-        raise DataQualityError("no_usable_rows", "every feature column is empty", report)
-    if empty:
-        notes.append(f"feature(s) with no values at all: {', '.join(empty)}")
+    X = usable[wanted].copy()
+    for column in found["non_numeric"]:
+        X[column] = pd.to_numeric(X[column], errors="coerce")
     numeric, categorical = feature_kinds(X)
-    return PreparedData(
-        X=coerce_features(X, numeric, categorical),
-        y=y,
-        task=task,
-        numeric=numeric,
-        categorical=categorical,
-        n_rows_read=n_rows,
-        warnings=notes,
-    )
+    X = coerce_features(X, numeric, categorical).replace([np.inf, -np.inf], np.nan)
+    return PreparedData(X=X, y=y, task=found["task"], numeric=numeric, categorical=categorical,
+                        n_rows_read=len(frame), warnings=list(found["warnings"]), report=found)
 
 
-def split(data: PreparedData, test_size: float, random_state: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    """Hold out ``test_size`` of the rows, stratified by class when every class can appear on both sides."""
+def drop_incomplete(data: PreparedData) -> PreparedData:
+    """Leave out training rows with any missing feature (``missingValues: drop``)."""
+    keep = data.X.notna().all(axis=1)
+    if int(keep.sum()) < quality.MIN_ROWS:
+        raise DataQualityError("too_few_rows", f"only {int(keep.sum())} row(s) have every feature; "
+                               "choose another missingValues strategy", data.report)
+    notes = data.warnings + ([f"{int((~keep).sum())} row(s) with missing features were dropped"] if (~keep).any() else [])
+    return replace(data, X=data.X[keep], y=data.y[keep], warnings=notes)
+
+
+def window(frame: pd.DataFrame, training_window: str | int) -> pd.DataFrame:
+    """Keep the newest ``training_window`` rows (the file's last ones), or all of them."""
+    return frame if training_window == "all" else frame.tail(int(training_window))
+
+
+def split(data: PreparedData, test_size: float, random_state: int, strategy: str = "random"
+          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """Hold out ``test_size`` of the rows: the newest ones (``time``), or at random, stratified by class when possible."""
+    if strategy == "time":
+        n_test = max(1, int(np.ceil(test_size * len(data.y))))
+        return data.X.iloc[:-n_test], data.X.iloc[-n_test:], data.y.iloc[:-n_test], data.y.iloc[-n_test:]
     stratify = None
     if data.task == "classification":
         counts = data.y.value_counts()
@@ -171,57 +140,6 @@ def split(data: PreparedData, test_size: float, random_state: int) -> tuple[pd.D
         if counts.min() >= 2 and n_test >= len(counts) and len(data.y) - n_test >= len(counts):
             stratify = data.y
     return train_test_split(data.X, data.y, test_size=test_size, random_state=random_state, stratify=stratify)
-
-
-def make_estimator(task: str, model_type: str, random_state: int, n_jobs: int = 1) -> BaseEstimator:
-    """Return the unfitted estimator named ``model_type`` for ``task``."""
-    catalogue = {
-        "classification": {
-            "random_forest": lambda: RandomForestClassifier(n_estimators=100, random_state=random_state, n_jobs=n_jobs),
-            "svm": lambda: SVC(probability=True, random_state=random_state),
-            "logistic": lambda: LogisticRegression(max_iter=2000),
-        },
-        "regression": {
-            "random_forest": lambda: RandomForestRegressor(n_estimators=100, random_state=random_state, n_jobs=n_jobs),
-            "linear": lambda: LinearRegression(),
-            "ridge": lambda: Ridge(),
-        },
-    }[task]
-    if model_type not in catalogue:
-        raise ValueError(f"model type '{model_type}' is not available for {task}; choose one of {', '.join(catalogue)}")
-    return catalogue[model_type]()
-
-
-def apply_hyperparameters(estimator: BaseEstimator, hyperparameters: dict[str, Any]) -> BaseEstimator:
-    """Set fixed parameters, refusing names the estimator does not have."""
-    known = estimator.get_params(deep=False)
-    unknown = sorted(set(hyperparameters) - set(known))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) for {type(estimator).__name__}: {', '.join(unknown)}")
-    return estimator.set_params(**hyperparameters)
-
-
-def build_pipeline(estimator: BaseEstimator, numeric: list[str], categorical: list[str]) -> Pipeline:
-    """Wrap ``estimator`` with imputation, scaling and one-hot encoding of the given columns."""
-    transformers = []
-    if numeric:
-        transformers.append(
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
-        )
-    if categorical:
-        transformers.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                    ]
-                ),
-                categorical,
-            )
-        )
-    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", estimator)])
 
 
 def fit(template: Pipeline, X: pd.DataFrame, y: pd.Series) -> Pipeline:

@@ -24,8 +24,9 @@ from typing import Any, Callable
 
 import joblib
 import sklearn
+from sklearn.pipeline import Pipeline
 
-from . import evaluation, training
+from . import catalogue, evaluation, plots, preprocessing, training, tuning
 from .files import sha256_file
 from .registry import ARTIFACT
 from .serving import ArtifactError, load_artifact, to_native
@@ -43,12 +44,7 @@ class TrainingSpec:
     target: str
     features: tuple[str, ...] | None
     task: str | None
-    model_type: str
-    metric: str | None
-    hyperparameters: dict[str, Any]
-    test_size: float
-    random_state: int
-    n_jobs: int
+    options: dict[str, Any]  # see options.effective
     staging_dir: str
     active_path: str | None = None
     active_sha256: str | None = None
@@ -66,52 +62,89 @@ class TrainingFailed(Exception):
 Report = Callable[..., None]
 
 
+def _stage(send: Report, low: float, high: float) -> tuning.Progress:
+    return lambda fraction, stage: send("progress", low + (high - low) * fraction, stage)
+
+
 def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
     """Produce and save a candidate for ``spec``; raise DataQualityError or TrainingFailed."""
-    send("progress", 5, "loading")
+    opts = spec.options
+    random_state = opts["random_state"]
+    send("progress", 3, "loading")
     frame, skipped = training.read_samples(Path(spec.csv_path), spec.limit_bytes)
     send("loaded", len(frame))
-    send("progress", 15, "validating")
-    data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task)
-    metric = spec.metric or evaluation.DEFAULT_METRIC[data.task]
+    send("progress", 8, "checking data")
+    frame = training.window(frame, opts["training_window"])
+    data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task,
+                            opts["test_size"])
+    prep = preprocessing.Preprocessing(**opts["preprocessing"])
+    if prep.missing_values == "drop":
+        data = training.drop_incomplete(data)
+    metric = opts["metric"] or evaluation.DEFAULT_METRIC[data.task]
     if metric not in evaluation.METRICS[data.task]:
         raise TrainingFailed("config", f"metric '{metric}' does not apply to a {data.task} target")
+    X_train, X_test, y_train, y_test = training.split(data, opts["test_size"], random_state, opts["split_strategy"])
+    steps = preprocessing.build(prep, data.numeric, data.categorical, data.task, random_state)
+    search = tuning.Tuning(**opts["tuning"])
+    cv_strategy = opts["cv_strategy"] or ("timeseries" if opts["split_strategy"] == "time" else None)
+    cv = tuning.splitter(data.task, cv_strategy, search.cv, random_state, y_train)
     try:
-        estimator = training.apply_hyperparameters(
-            training.make_estimator(data.task, spec.model_type, spec.random_state, spec.n_jobs), spec.hyperparameters
-        )
-    except ValueError as exc:
+        estimator, algorithm, selection, tuned = _choose(opts, data.task, metric, steps, X_train, y_train, cv, search,
+                                                         send)
+    except catalogue.CatalogueError as exc:
         raise TrainingFailed("config", str(exc)) from None
-    X_train, X_test, y_train, y_test = training.split(data, spec.test_size, spec.random_state)
 
-    send("progress", 25, "fitting")
+    send("progress", 65, "fitting")
     started = time.perf_counter()
-    pipeline = training.fit(training.build_pipeline(estimator, data.numeric, data.categorical), X_train, y_train)
+    pipeline = training.fit(Pipeline(steps + [("model", estimator)]), X_train, y_train)
     fit_seconds = time.perf_counter() - started
 
-    send("progress", 70, "evaluating")
+    send("progress", 78, "evaluating")
     metrics = evaluation.evaluate(pipeline, X_test, y_test, data.task)
     baseline_score = evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train), X_test, y_test)
     active_score, active_error = _score_active(spec, metric, data.task, X_test, y_test)
+    warnings = list(data.warnings) + ([f"{skipped} malformed line(s) were skipped"] if skipped else [])
+    importance = None
+    try:
+        importance = evaluation.feature_importance(pipeline, X_test, y_test, random_state)
+    except (ValueError, TypeError, AttributeError) as exc:
+        warnings.append(f"feature importance unavailable: {exc}")
 
-    send("progress", 85, "saving")
     staging = Path(spec.staging_dir)
+    made: list[str] = []
+    if opts["plots"]:
+        send("progress", 86, "plotting")
+        made, problems = plots.render(pipeline, X_test, y_test, data.task, importance, staging / "plots")
+        warnings += problems
+
+    send("progress", 92, "saving")
     staging.mkdir(parents=True, exist_ok=True)
     artifact = staging / ARTIFACT
     joblib.dump(pipeline, artifact)
     with open(artifact, "rb+") as handle:
         os.fsync(handle.fileno())
     check = X_test.head(CHECK_ROWS)
-    warnings = list(data.warnings)
-    if skipped:
-        warnings.append(f"{skipped} malformed line(s) were skipped")
+    cv_summary = None  # the chosen model's cross-validation score on the training rows, when one was computed
+    if tuned:
+        cv_summary = {"mean": tuned["best_score"], "std": tuned["best_std"]}
+    elif selection and "candidates" in selection:
+        cv_summary = {k: selection["candidates"][algorithm][k] for k in ("mean", "std", "folds")}
     return {
         "task": data.task,
-        "algorithm": spec.model_type,
+        "algorithm": algorithm,
+        "model_type": opts["model_type"],
         "estimator": type(estimator).__name__,
         "params": {k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
+        "options": opts,
         "metric": metric,
         "metrics": metrics,
+        "evaluation": evaluation.details(pipeline, X_test, y_test, data.task),
+        "cv": cv_summary,
+        "selection": selection,
+        "tuning": tuned,
+        "feature_importance": importance,
+        "plots": made,
+        "data_quality": data.report,
         "candidate_score": metrics.get(metric),
         "active_score": active_score,
         "active_score_error": active_error,
@@ -137,6 +170,39 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
         "check_predictions": [to_native(p) for p in pipeline.predict(check)],
     }
+
+
+def _choose(opts: dict[str, Any], task: str, metric: str, steps: list, X, y, cv, search: tuning.Tuning,
+            send: Report) -> tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]:
+    """Pick the estimator: the configured one, the best cross-validated candidate, or an ensemble; tune it if asked."""
+    model_type, random_state, n_jobs = opts["model_type"], opts["random_state"], opts["n_jobs"]
+    selection = tuned = None
+    if model_type in ("voting", "stacking"):
+        names = opts["candidates"] or catalogue.DEFAULT_CANDIDATES[task]
+        members = [(n, catalogue.make(task, n, random_state, n_jobs)) for n in names]
+        return catalogue.ensemble(task, model_type, members), model_type, {"members": names}, None
+    if model_type == "auto":
+        names = opts["candidates"] or catalogue.DEFAULT_CANDIDATES[task]
+        members = {n: Pipeline(steps + [("model", catalogue.make(task, n, random_state, n_jobs))]) for n in names}
+        try:
+            chosen, table = tuning.select(members, X, y, task, metric, cv, _stage(send, 20, 40))
+        except ValueError as exc:
+            raise TrainingFailed("error", str(exc)) from None
+        selection = {"chosen": chosen, "candidates": table}
+        estimator = catalogue.make(task, chosen, random_state, n_jobs)
+    else:
+        chosen = model_type
+        estimator = catalogue.with_parameters(catalogue.make(task, chosen, random_state, n_jobs), opts["hyperparameters"])
+    if search.method != "none":
+        space = catalogue.search_space(chosen, search.search_space)
+        if space:
+            try:
+                tuned = tuning.search(Pipeline(steps + [("model", estimator)]), X, y, task, metric, search, space, cv,
+                                      random_state, _stage(send, 40, 62))
+            except ValueError as exc:
+                raise TrainingFailed("config", f"tuning failed: {exc}") from None
+            estimator.set_params(**{k: tuple(v) if isinstance(v, list) else v for k, v in tuned["best_params"].items()})
+    return estimator, chosen, selection, tuned
 
 
 def _score_active(spec: TrainingSpec, metric: str, task: str, X_test, y_test) -> tuple[float | None, str | None]:

@@ -6,7 +6,7 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Attach every blueprint to ``app``."""
-    from . import health, notifications, predict, samples, training, versions
+    from . import datasets, health, notifications, predict, samples, training, versions
 
-    for module in (health, notifications, predict, samples, training, versions):
+    for module in (datasets, health, notifications, predict, samples, training, versions):
         app.register_blueprint(module.bp)

@@ -6,7 +6,7 @@ from flask import Blueprint, request
 from ..errors import Invalid, RefitError
 from ..history import EVENT_TYPES
 from ..jobs import STATUSES
-from ..schemas import history_query, jobs_query, json_body, load, train_all_request, train_request
+from ..schemas import data_quality_request, history_query, jobs_query, json_body, load, train_all_request, train_request
 from ..state import refit, runtime
 
 bp = Blueprint("training", __name__)
@@ -31,6 +31,13 @@ def train_all():
         except RefitError as exc:  # one model's conflict or bad state must not stop the others
             jobs[name] = exc.to_dict()
     return {"success": True, "message": "Training started in background", "jobs": jobs}, 202
+
+
+@bp.post("/api/<model>/data-quality")
+def data_quality(model: str):
+    rt = runtime(model)
+    options = load(data_quality_request, json_body(request, required=False))
+    return rt.data_quality(csv_path=options["csv_path"], dataset_id=options["dataset_id"])
 
 
 @bp.get("/api/<model>/training/status")

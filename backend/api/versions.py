@@ -1,10 +1,11 @@
 """Versions of a model: list, inspect, activate, roll back, compare."""
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, request, send_file
 
 from .. import lifecycle
 from ..compare import compare
+from ..errors import NotFound
 from ..schemas import activate_request, compare_request, json_body, load, rollback_request
 from ..state import runtime
 
@@ -19,6 +20,25 @@ def list_versions(model: str):
 @bp.get("/api/<model>/versions/<version>")
 def get_version(model: str, version: str):
     return runtime(model).registry.version(version)
+
+
+@bp.get("/api/<model>/versions/<version>/feature-importance")
+def feature_importance(model: str, version: str):
+    record = runtime(model).registry.version(version)
+    if not record.get("feature_importance"):
+        raise NotFound(f"Version '{version}' of '{model}' has no feature importance", code="no_feature_importance",
+                       details={"version": version})
+    return {"model": model, "version": version, **record["feature_importance"]}
+
+
+@bp.get("/api/<model>/versions/<version>/plots/<name>.png")
+def plot(model: str, version: str, name: str):
+    rt = runtime(model)
+    record = rt.registry.version(version)
+    if name not in (record.get("plots") or []):  # only names the training recorded: never a path from the request
+        raise NotFound(f"Version '{version}' of '{model}' has no plot '{name}'", code="plot_not_found",
+                       details={"version": version, "plots": record.get("plots") or []})
+    return send_file(rt.registry.folder / version / "plots" / f"{name}.png", mimetype="image/png")
 
 
 @bp.post("/api/<model>/versions/<version>/activate")
