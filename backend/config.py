@@ -81,6 +81,7 @@ class TrainingConfig:
     cv_strategy: str | None = None
     training_window: str | int = "all"
     plots: bool = True
+    cross_validate: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class _TrainingSchema(_Strict):
                                 validate=validate.OneOf(CV_STRATEGIES))
     training_window = TrainingWindow(data_key="trainingWindow", load_default="all")
     plots = fields.Boolean(load_default=True)
+    cross_validate = fields.Boolean(data_key="crossValidate", load_default=False)
 
 
 class _ModelSchema(_Strict):

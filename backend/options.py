@@ -33,6 +33,7 @@ def effective(model: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:
         "random_state": t.random_state,
         "n_jobs": t.n_jobs,
         "plots": t.plots,
+        "cross_validate": t.cross_validate,
     }
     for key in OVERRIDABLE:
         if overrides.get(key) is not None:

@@ -94,9 +94,13 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
     except catalogue.CatalogueError as exc:
         raise TrainingFailed("config", str(exc)) from None
 
+    template = Pipeline(steps + [("model", estimator)])
+    if opts["cross_validate"] and not tuned and not (selection and "candidates" in selection):
+        cross = tuning.cross_validate(template, X_train, y_train, data.task, metric, cv)
+        selection = {"cross_validation": cross.to_dict()}
     send("progress", 65, "fitting")
     started = time.perf_counter()
-    pipeline = training.fit(Pipeline(steps + [("model", estimator)]), X_train, y_train)
+    pipeline = training.fit(template, X_train, y_train)
     fit_seconds = time.perf_counter() - started
 
     send("progress", 78, "evaluating")
@@ -129,6 +133,8 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
         cv_summary = {"mean": tuned["best_score"], "std": tuned["best_std"]}
     elif selection and "candidates" in selection:
         cv_summary = {k: selection["candidates"][algorithm][k] for k in ("mean", "std", "folds")}
+    elif selection and "cross_validation" in selection:
+        cv_summary, selection = selection["cross_validation"], None
     return {
         "task": data.task,
         "algorithm": algorithm,

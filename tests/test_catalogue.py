@@ -262,3 +262,17 @@ def test_datasets_upload_inspect_and_train(tmp_path):
         bad = client.post("/api/datasets", data={"file": (io.BytesIO(payload), "x.csv")}, content_type="multipart/form-data")
         assert bad.status_code == 422 and bad.json["error"]["details"]["problem"] == problem, payload
     assert client.post("/api/datasets", data={}, content_type="multipart/form-data").status_code == 422
+
+
+def test_tuning_stops_at_its_time_budget_and_cross_validation_is_optional(tmp_path):
+    result = run_in_process(tmp_path, "breast_cancer", {"model_type": "svm", "tuning": {
+        "method": "grid", "cv": 5, "timeout_seconds": 1,
+        "search_space": {"C": [0.01, 0.1, 1, 10, 100, 1000], "gamma": [0.0001, 0.001, 0.01, 0.1, 1]}}})
+    assert result["tuning"]["stopped_by_time_budget"] is True and 1 <= result["tuning"]["n_trials"] < 30
+
+    (tmp_path / "b").mkdir()
+    plain = run_in_process(tmp_path / "b", "wine", {"model_type": "logistic"})
+    assert plain["cv"] is None
+    (tmp_path / "c").mkdir()
+    crossed = run_in_process(tmp_path / "c", "wine", {"model_type": "logistic"}, crossValidate=True)
+    assert len(crossed["cv"]["folds"]) == 5 and 0.9 < crossed["cv"]["mean"] <= 1.0 and crossed["cv"]["std"] >= 0
