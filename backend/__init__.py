@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from pathlib import Path
 
 from flask import Flask, request
@@ -16,6 +17,7 @@ from flask import Flask, request
 from . import errors
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
+from .jobs import TERMINAL
 from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
@@ -50,6 +52,7 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
         config = load_config(config)
     state = build_state(config)
     for rt in state.runtimes.values():
+        rt.recover()
         rt.load_active()
 
     app = Flask(__name__)
@@ -63,9 +66,24 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
 
     register(app)
     if start_scheduler:
-        state.scheduler = TrainingScheduler(state.runtimes)
+        state.scheduler = TrainingScheduler(state.runtimes, config.storage.data_dir)
         state.scheduler.start()
     return app
+
+
+def shutdown(app: Flask, timeout: float = 20.0) -> None:
+    """Stop the scheduler and cancel this process's training jobs, waiting up to ``timeout`` seconds for them."""
+    state: Refit = app.extensions["refit"]
+    if state.scheduler is not None:
+        state.scheduler.shutdown()
+    running = [rt.runner.current for rt in state.runtimes.values() if rt.runner.current is not None]
+    for job in running:
+        log.info("shutting down: cancelling job %s of %s", job.job_id, job.model)
+        job.cancel_requested.set()
+    deadline = time.monotonic() + timeout
+    while any(job.status not in TERMINAL for job in running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state.notifier.drain(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
 
 
 def _check_api_key() -> None:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -42,29 +41,14 @@ def _runtime(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the API with waitress and run the scheduler until SIGTERM or Ctrl-C."""
-    import waitress
-
-    from . import create_app
+    """Serve the API with the production server and run the scheduler until SIGTERM or Ctrl-C."""
+    from . import server
 
     config = _config(args)
-    app = create_app(config, start_scheduler=True)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))
-    try:
-        waitress.serve(app, host=host, port=port, threads=args.threads, ident="refit")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        scheduler = app.extensions["refit"].scheduler
-        if scheduler is not None:
-            scheduler.shutdown()
+    server.run(config, host, port, workers=args.workers, threads=args.threads)
     return 0
 
 
@@ -118,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         rt = state.runtimes.get(name)
         if rt is None:
             raise CommandError(f"no model named '{name}' in the config (have: {', '.join(state.runtimes)})")
+        rt.recover()
         rt.load_active()
         try:
             jobs[name] = rt.submit_training("manual", options)
@@ -291,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the API (production WSGI server) with the scheduler on")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (gunicorn)")
+    serve.add_argument("--threads", type=int, default=8, help="request threads per worker")
     serve.set_defaults(func=cmd_serve)
 
     train = commands.add_parser("train", help="train a model (or --all) in the foreground")

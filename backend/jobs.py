@@ -1,34 +1,43 @@
 """Training jobs: their records and the runner that allows one per model at a time.
 
 The runner is the single door to training: the API, the scheduler and the
-CLI all submit here. "One at a time" holds across processes too: a running
-job keeps an exclusive ``flock`` on the model's lock file (which names the
-job), so a second submitter anywhere gets a 409 naming the running job.
+CLI all submit here. "One at a time" holds across processes: a running job
+keeps an exclusive ``flock`` on the model's lock file (which names the job),
+so a second submitter anywhere gets a 409 naming the running job.
+
+Job records live on disk (``<modelsDir>/<model>/jobs/<id>.json``, replaced
+atomically, progress at most twice a second) so every worker process can
+list, read and cancel every job, and a job left ``running`` by a killed
+process is found and marked ``interrupted`` at the next start. A cancel from
+another process is a marker file the owning process watches.
 """
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
+import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import Conflict, NotFound
+from .files import atomic_write
 from .history import utc_now
 
 log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"completed", "skipped", "failed", "cancelled"})
 STATUSES = ("queued", "running") + tuple(sorted(TERMINAL))
+SAVE_EVERY = 0.5  # seconds between progress writes of one job
 
 
 @dataclass
 class Job:
-    """One training request and how far it got. Changed only by its own thread."""
+    """One training request and how far it got. Changed only by the thread that runs it."""
 
     job_id: str
     model: str
@@ -42,11 +51,20 @@ class Job:
     finished_at: str | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    pid: int = field(default_factory=os.getpid)
     cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    on_change: Callable[[Job, bool], None] = field(default=lambda job, final: None, repr=False)
+    cancel_marker: Path | None = field(default=None, repr=False)
 
-    def advance(self, progress: int, stage: str) -> None:
+    def advance(self, progress: float, stage: str) -> None:
         self.progress = max(self.progress, min(100, int(progress)))
         self.stage = stage
+        self.on_change(self, False)
+
+    def start(self) -> None:
+        self.started_at = utc_now()
+        self.status = "running"
+        self.on_change(self, True)
 
     def finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
         self.result, self.error = result, error
@@ -55,6 +73,13 @@ class Job:
             self.progress = 100
         self.finished_at = utc_now()
         self.status = status  # last: a poller that sees a terminal status sees the rest too
+        self.on_change(self, True)
+
+    def cancelled(self) -> bool:
+        """Whether anyone, in this process or another, asked this job to stop."""
+        if not self.cancel_requested.is_set() and self.cancel_marker is not None and self.cancel_marker.exists():
+            self.cancel_requested.set()
+        return self.cancel_requested.is_set()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,37 +95,55 @@ class Job:
             "finished_at": self.finished_at,
             "result": self.result,
             "error": self.error,
+            "pid": self.pid,
         }
 
 
 class JobRunner:
-    """Run one model's jobs in background threads, one at a time, and remember the recent ones."""
+    """Run one model's jobs in background threads, one at a time across processes, and keep their records."""
 
-    def __init__(self, model: str, run: Callable[[Job], None], lock_path: Path, keep: int = 200):
+    def __init__(self, model: str, run: Callable[[Job], None], folder: Path, keep: int = 200):
         self.model = model
         self._run = run
-        self._lock_path = lock_path
+        self._folder = folder / "jobs"
+        self._lock_path = folder / ".training.lock"
         self._keep = keep
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._current: Job | None = None
         self._guard = threading.Lock()
+        self._saved_at: dict[str, float] = {}
 
     @property
     def current(self) -> Job | None:
-        """The queued or running job, if any."""
+        """The job this process is running, if any."""
         return self._current
+
+    def running_anywhere(self) -> str | None:
+        """The id of the job holding the model's training lock in any process, or None."""
+        if self._current is not None:
+            return self._current.job_id
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+        finally:
+            os.close(fd)  # also drops the lock if we took it
+        return None
 
     def submit(self, trigger: str, options: dict[str, Any] | None = None, *, wait: bool = False) -> Job:
         """Start a job in the background (or in this thread when ``wait``); 409 if one is running anywhere."""
-        job = Job(job_id=uuid.uuid4().hex[:12], model=self.model, trigger=trigger, options=dict(options or {}))
+        job_id = uuid.uuid4().hex[:12]
+        job = Job(job_id=job_id, model=self.model, trigger=trigger, options=dict(options or {}),
+                  on_change=self._save, cancel_marker=self._folder / f"{job_id}.cancel")
         with self._guard:
             if self._current is not None:
                 raise self._conflict(self._current.job_id)
             fd = self._claim(job.job_id)
             self._current = job
-            self._jobs[job.job_id] = job
-            while len(self._jobs) > self._keep:
-                self._jobs.popitem(last=False)
+        self._save(job, True)
         if wait:
             self._execute(job, fd)
         else:
@@ -130,8 +173,7 @@ class JobRunner:
 
     def _execute(self, job: Job, fd: int) -> None:
         try:
-            job.started_at = utc_now()
-            job.status = "running"
+            job.start()
             self._run(job)
         except Exception as exc:  # the run function reports its own failures; this is the last net
             log.exception("training job %s of %s crashed", job.job_id, self.model)
@@ -139,28 +181,96 @@ class JobRunner:
         finally:
             if job.status not in TERMINAL:
                 job.finish("failed", error={"reason": "error", "message": "the job ended without a result"})
+            if job.cancel_marker is not None:
+                job.cancel_marker.unlink(missing_ok=True)
             os.close(fd)  # releases the cross-process claim
             with self._guard:
                 self._current = None
+            self._prune()
 
-    def get(self, job_id: str) -> Job:
-        """Return a remembered job; 404 otherwise."""
-        job = self._jobs.get(job_id)
-        if job is None:
+    def _save(self, job: Job, final: bool) -> None:
+        now = time.monotonic()
+        if not final and now - self._saved_at.get(job.job_id, 0.0) < SAVE_EVERY:
+            return
+        self._saved_at[job.job_id] = now
+        try:
+            atomic_write(self._folder / f"{job.job_id}.json", json.dumps(job.to_dict(), default=str).encode("utf-8"))
+        except OSError as exc:  # a full or read-only disk must not break the job itself
+            log.warning("job %s of %s not saved: %s", job.job_id, self.model, exc)
+        if final and job.status in TERMINAL:
+            self._saved_at.pop(job.job_id, None)
+
+    def _prune(self) -> None:
+        records = sorted(self._folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for path in records[: max(0, len(records) - self._keep)]:
+            path.unlink(missing_ok=True)
+
+    def _read(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._folder / f"{job_id}.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Return a job's record (this process's live one, else the saved one); 404 otherwise."""
+        current = self._current
+        if current is not None and current.job_id == job_id:
+            return current.to_dict()
+        record = self._read(job_id) if _is_job_id(job_id) else None
+        if record is None:
             raise NotFound(f"No job '{job_id}' for model '{self.model}'", code="job_not_found",
                            details={"model": self.model, "job_id": job_id})
-        return job
+        return record
 
-    def list(self, status: str | None = None, limit: int | None = None) -> list[Job]:
-        """Return remembered jobs newest first, optionally only those with ``status``."""
-        jobs = [j for j in reversed(self._jobs.values()) if status is None or j.status == status]
-        return jobs[:limit] if limit is not None else jobs
+    def list(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return job records newest first, optionally only those with ``status``."""
+        records = [r for r in (self._read(p.stem) for p in self._folder.glob("*.json")) if r]
+        current = self._current
+        if current is not None:
+            records = [r for r in records if r["job_id"] != current.job_id] + [current.to_dict()]
+        records.sort(key=lambda r: r["created_at"], reverse=True)
+        records = [r for r in records if status is None or r["status"] == status]
+        return records[:limit] if limit is not None else records
 
-    def cancel(self, job_id: str) -> Job:
-        """Ask a queued or running job to stop; 409 when it has already ended."""
-        job = self.get(job_id)
-        if job.status in TERMINAL:
-            raise Conflict(f"Job '{job_id}' has already ended ({job.status})", code="job_finished",
-                           details={"job_id": job_id, "status": job.status})
-        job.cancel_requested.set()
-        return job
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Ask a queued or running job to stop, whichever process runs it; 409 when it has already ended."""
+        record = self.get(job_id)
+        if record["status"] in TERMINAL:
+            raise Conflict(f"Job '{job_id}' has already ended ({record['status']})", code="job_finished",
+                           details={"job_id": job_id, "status": record["status"]})
+        current = self._current
+        if current is not None and current.job_id == job_id:
+            current.cancel_requested.set()
+        else:
+            (self._folder / f"{job_id}.cancel").touch()
+        return {**record, "cancel_requested": True}
+
+    def recover_interrupted(self, on_interrupted: Callable[[dict[str, Any]], None]) -> list[str]:
+        """Mark jobs left queued or running by a process that died; call ``on_interrupted`` for each.
+
+        Only while holding the training lock: then no live process is running
+        a job of this model, so any unfinished record is an orphan.
+        """
+        try:
+            fd = self._claim("recovering")
+        except Conflict:
+            return []
+        try:
+            found = []
+            for record in self.list():
+                if record["status"] in TERMINAL:
+                    continue
+                record.update(status="failed", stage="failed", finished_at=utc_now(),
+                              error={"reason": "interrupted", "message": "the process running this job stopped"})
+                atomic_write(self._folder / f"{record['job_id']}.json", json.dumps(record, default=str).encode("utf-8"))
+                (self._folder / f"{record['job_id']}.cancel").unlink(missing_ok=True)
+                on_interrupted(record)
+                found.append(record["job_id"])
+            return found
+        finally:
+            os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+def _is_job_id(value: str) -> bool:
+    return len(value) == 12 and all(c in "0123456789abcdef" for c in value)

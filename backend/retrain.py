@@ -68,8 +68,8 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
     job.advance(2, "starting")
     try:
         try:
-            result = run_in_subprocess(spec, on_message, job.cancel_requested.is_set, training.timeout_seconds)
-            if job.cancel_requested.is_set():
+            result = run_in_subprocess(spec, on_message, job.cancelled, training.timeout_seconds)
+            if job.cancelled():
                 raise TrainingFailed("cancelled", "the job was cancelled")
         except TrainingFailed as exc:
             if not started["logged"]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from . import options, retrain
 from .config import ModelConfig, StorageConfig
 from .datasets import dataset_path
-from .errors import Conflict, Invalid, Unavailable
+from .errors import Conflict, Invalid, NotFound, Unavailable
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .notifications import Notifier
@@ -44,7 +45,7 @@ class ModelRuntime:
         self._registry_seen: tuple[int, int, int] | None = None
         self._next_sync = 0.0
         self._syncing = threading.Lock()
-        self.runner = JobRunner(config.name, self._run, lock_path=self.registry.folder / ".training.lock")
+        self.runner = JobRunner(config.name, self._run, self.registry.folder)
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -58,6 +59,16 @@ class ModelRuntime:
 
     def _run(self, job: Job) -> None:
         retrain.run_job(self, job)
+
+    def recover(self) -> list[str]:
+        """Fail the jobs a killed process left unfinished (TRAINING_FAILED, reason 'interrupted') and clear their files."""
+        def interrupted(record: dict[str, Any]) -> None:
+            shutil.rmtree(self.registry.folder / ".staging" / record["job_id"], ignore_errors=True)
+            self.record("TRAINING_FAILED", "Model training failed: the process running it stopped",
+                        {"error": "the process running this job stopped", "reason": "interrupted",
+                         "job_id": record["job_id"], "trigger": record["trigger"]})
+
+        return self.runner.recover_interrupted(interrupted)
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -229,7 +240,7 @@ class ModelRuntime:
 
     def tick(self) -> Job | None:
         """The scheduler's check: train when enough new samples arrived, else log TRAINING_SKIPPED."""
-        if self.runner.current is not None:
+        if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
         total, new = self.sample_counts()
@@ -256,11 +267,17 @@ class ModelRuntime:
         """Return the training status document of ``GET /api/<m>/training/status``."""
         state = self.registry.state()
         total, new = self.sample_counts()
-        current = self.runner.current
+        running = self.runner.running_anywhere()
+        current = None
+        if running is not None:
+            try:
+                current = self.runner.get(running)
+            except NotFound:
+                current = {"job_id": running, "status": "running"}
         training = self.config.training
         return {
             "model": self.name,
-            "training_in_progress": current is not None,
+            "training_in_progress": running is not None,
             "last_training_time": state["last_training_time"],
             "auto_training_enabled": training.auto_train,
             "auto_training_interval_hours": training.auto_train_interval_hours,
@@ -269,5 +286,5 @@ class ModelRuntime:
             "active_version": self.served.version if self.served else None,
             "total_samples": total,
             "samples_since_last_training": new,
-            "current_job": current.to_dict() if current else None,
+            "current_job": current,
         }

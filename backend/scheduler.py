@@ -1,23 +1,37 @@
-"""The background scheduler: one APScheduler job per auto-training model.
+"""The background scheduler: one APScheduler job per auto-training model, in one process per data folder.
 
 The scheduler only decides *when*: each tick calls the model's own
 ``ModelRuntime.tick``, which submits to the same job runner as the API and
 the CLI. It is created by ``create_app(..., start_scheduler=True)``, which
 only ``serve`` asks for, so importing the package or building a test app
 never starts a thread.
+
+With several worker processes, exactly one runs the scheduler: the leader,
+which holds an exclusive ``flock`` on ``<dataDir>/.refit-leader.lock`` for
+its whole life. The others retry that lock every half of the shortest
+interval, so when the leader dies another takes over within one interval.
+The leader publishes the next check times for the others to report.
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
+import threading
 from datetime import timezone
+from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .errors import Conflict
+from .files import atomic_write
 from .runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 0.5  # how often every worker checks the registry for versions changed elsewhere
 
 
 def job_id(model: str) -> str:
@@ -25,38 +39,112 @@ def job_id(model: str) -> str:
 
 
 class TrainingScheduler:
-    """Start, query and stop the interval checks of every model with ``autoTrain``."""
+    """Elect a leader among the processes sharing a data folder; the leader runs the interval checks."""
 
-    def __init__(self, runtimes: dict[str, ModelRuntime]):
+    def __init__(self, runtimes: dict[str, ModelRuntime], data_dir: Path):
         self._runtimes = runtimes
+        self._lock_path = data_dir / ".refit-leader.lock"
+        self._schedule_path = data_dir / ".refit-schedule.json"
         self._scheduler = BackgroundScheduler(
             timezone=timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
         self._scheduler.add_listener(self._on_error, EVENT_JOB_ERROR)
+        self._leader_fd: int | None = None
+        self._stop = threading.Event()
+        intervals = [rt.config.training.auto_train_interval_hours * 3600 for rt in runtimes.values()
+                     if rt.config.training.auto_train]
+        self._retry_seconds = min(30.0, max(0.5, min(intervals) / 2)) if intervals else None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader_fd is not None
 
     def start(self) -> None:
-        """Schedule every auto-training model, start the thread, and train models that have data but no version."""
+        """Lead if no other process does, else wait to take over; watch the registry either way."""
+        threading.Thread(target=self._watch, name="refit-registry-watch", daemon=True).start()
+        if self._retry_seconds is None:
+            return
+        if self._try_lead():
+            self._lead()
+        else:
+            log.info("another process runs the scheduler; this one takes over if it stops")
+            threading.Thread(target=self._follow, name="refit-scheduler-follower", daemon=True).start()
+
+    def _try_lead(self) -> bool:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self._leader_fd = fd
+        return True
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._retry_seconds):
+            if self._try_lead():
+                log.info("process %s took over the scheduler", os.getpid())
+                self._lead()
+                return
+
+    def _lead(self) -> None:
         for rt in self._runtimes.values():
             training = rt.config.training
             if training.auto_train:
                 self._scheduler.add_job(
-                    rt.tick, "interval", seconds=training.auto_train_interval_hours * 3600,
+                    self._tick, "interval", args=[rt], seconds=training.auto_train_interval_hours * 3600,
                     id=job_id(rt.name), name=f"auto-train {rt.name}", replace_existing=True,
                 )
         self._scheduler.start()
+        self._publish()
+        log.info("process %s runs the scheduler", os.getpid())
         for rt in self._runtimes.values():
             if rt.config.training.auto_train:
                 start_up(rt)
 
-    def next_run(self, model: str) -> str | None:
-        """Return when the model's next check runs (ISO 8601), or None when it is not scheduled."""
+    def _tick(self, rt: ModelRuntime) -> None:
+        try:
+            rt.tick()
+        finally:
+            self._publish()
+
+    def _publish(self) -> None:
+        times = {name: self._own_next_run(name) for name in self._runtimes}
+        try:
+            atomic_write(self._schedule_path, json.dumps(times).encode("utf-8"))
+        except OSError as exc:
+            log.warning("next check times not published: %s", exc)
+
+    def _own_next_run(self, model: str) -> str | None:
         job = self._scheduler.get_job(job_id(model)) if self._scheduler.running else None
         return job.next_run_time.isoformat() if job and job.next_run_time else None
 
+    def next_run(self, model: str) -> str | None:
+        """When the model's next check runs (ISO 8601), whichever process leads; None when not scheduled."""
+        if self.is_leader:
+            return self._own_next_run(model)
+        try:
+            return json.loads(self._schedule_path.read_text()).get(model)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_SECONDS):
+            for rt in self._runtimes.values():
+                rt.current()  # starts a background reload when another process changed the active version
+
     def shutdown(self) -> None:
+        """Stop the checks and give up leadership."""
+        self._stop.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self._leader_fd is not None:
+            os.close(self._leader_fd)
+            self._leader_fd = None
 
     @staticmethod
     def _on_error(event: JobExecutionEvent) -> None:

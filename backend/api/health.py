@@ -18,7 +18,7 @@ def _model_health(rt: ModelRuntime) -> dict[str, Any]:
         "model_loaded": served is not None,
         "model_path": served.model_path if served else None,
         "last_training_time": rt.registry.state()["last_training_time"],
-        "training_in_progress": rt.runner.current is not None,
+        "training_in_progress": rt.runner.running_anywhere() is not None,
         "auto_training_enabled": rt.config.training.auto_train,
         "version": served.version if served else None,
     }

@@ -62,14 +62,14 @@ def list_jobs(model: str):
     query = load(jobs_query, request.args.to_dict())
     if query["status"] is not None and query["status"] not in STATUSES:
         raise Invalid(f"status must be one of {', '.join(STATUSES)}", details={"field": "status"})
-    return {"jobs": [job.to_dict() for job in rt.runner.list(query["status"], query["limit"])]}
+    return {"jobs": rt.runner.list(query["status"], query["limit"])}
 
 
 @bp.get("/api/<model>/jobs/<job_id>")
 def get_job(model: str, job_id: str):
-    return runtime(model).runner.get(job_id).to_dict()
+    return runtime(model).runner.get(job_id)
 
 
 @bp.delete("/api/<model>/jobs/<job_id>")
 def cancel_job(model: str, job_id: str):
-    return runtime(model).runner.cancel(job_id).to_dict(), 202
+    return runtime(model).runner.cancel(job_id), 202

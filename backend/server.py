@@ -1,0 +1,70 @@
+"""The production server: gunicorn (gthread workers) on Linux and macOS, waitress elsewhere.
+
+Each gunicorn worker builds its own app after the fork (no preload), so no
+thread or scheduler is ever forked; the workers elect one scheduler leader
+between them (see scheduler.py). SIGTERM is graceful: gunicorn stops
+accepting, lets requests in flight finish, then each worker cancels its
+training job and stops its scheduler before it exits.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from flask import Flask
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+GRACEFUL_SECONDS = 30
+
+
+def run(config: Config, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve until SIGTERM or Ctrl-C."""
+    if sys.platform.startswith(("linux", "darwin")):
+        _gunicorn(config, host, port, workers, threads)
+    else:
+        if workers > 1:
+            log.warning("several workers need gunicorn (Linux, macOS); serving with one waitress process")
+        _waitress(config, host, port, threads)
+
+
+def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from . import create_app, shutdown
+
+    class Refit(BaseApplication):
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": threads,
+                "preload_app": False,  # every worker builds its app (and its threads) after the fork
+                "graceful_timeout": GRACEFUL_SECONDS,
+                "timeout": 120,
+                "accesslog": None,  # our own structured request log replaces it
+                "proc_name": "refit",
+                "worker_exit": lambda server, worker: shutdown(worker.wsgi) if isinstance(worker.wsgi, Flask) else None,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(config, start_scheduler=True)
+
+    Refit().run()
+
+
+def _waitress(config: Config, host: str, port: int, threads: int) -> None:
+    import waitress
+
+    from . import create_app, shutdown
+
+    app = create_app(config, start_scheduler=True)
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="refit")
+    finally:
+        shutdown(app)
