@@ -8,6 +8,7 @@ active; the swap itself is one assignment that no request waits on.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
         started["logged"] = True
         rt.record("TRAINING_STARTED", "Model training started", {
             "csv_path": csv_path, "model_type": model_type, "n_samples": n_rows, "trigger": job.trigger,
-            "job_id": job.job_id,
+            "job_id": job.job_id, "pid": os.getpid(),
         })
 
     def on_message(message: tuple) -> None:

@@ -248,7 +248,7 @@ class ModelRuntime:
         if new < minimum:
             self.record("TRAINING_SKIPPED", f"Not enough new samples ({new} < {minimum})",
                                 {"n_samples": new, "min_required": minimum, "total_samples": total,
-                                 "reason": "not_enough_new_samples", "trigger": "auto"})
+                                 "reason": "not_enough_new_samples", "trigger": "auto", "pid": os.getpid()})
             return None
         try:
             return self.submit_training("auto")

@@ -217,7 +217,7 @@ def _write_all(fd: int, payload: bytes) -> None:
 
 
 def _storage_error(exc: OSError, path: Path) -> Exception:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return InsufficientStorage(f"No space left to store samples in {path.name}; nothing was written.",
                                    code="insufficient_storage")
     return Unavailable(f"Samples could not be written to {path.name}: {exc.strerror}; nothing was acknowledged.",

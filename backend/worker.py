@@ -25,6 +25,7 @@ from typing import Any, Callable
 import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from . import catalogue, evaluation, plots, preprocessing, training, tuning
 from .files import sha256_file
@@ -236,7 +237,9 @@ def _child(spec: TrainingSpec, conn: Any) -> None:
         conn.send(message)
 
     try:
-        send("result", train_candidate(spec, send))
+        # nJobs bounds the CPU a training takes: estimator n_jobs, and the BLAS/OpenMP pools underneath
+        with threadpool_limits(limits=spec.options["n_jobs"]):
+            send("result", train_candidate(spec, send))
     except training.DataQualityError as exc:
         send("failed", "data_quality", str(exc), {"problem": exc.problem, "report": exc.report})
     except TrainingFailed as exc:

@@ -108,14 +108,16 @@ def history_events(config_folder: Path) -> list[dict[str, Any]]:
 class ServerProcess:
     """A real `python -m backend serve` on a free loopback port."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None):
+    def __init__(self, config: Path, env: dict[str, str] | None = None, workers: int = 1, preexec_fn=None):
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(config.parent / "server.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "backend", "--config", str(config), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "backend", "--config", str(config), "serve", "--port", str(self.port),
+             "--workers", str(workers)],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=True, preexec_fn=preexec_fn,  # its own process group, so a test can kill all of it
         )
         wait_until(self._up, timeout=60, what="the server to answer /health")
 
@@ -129,6 +131,14 @@ class ServerProcess:
 
     def output(self) -> str:
         return (self.config.parent / "server.log").read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL the server and everything it started (workers, trainers): a crash, not a shutdown."""
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(20)
+        self.log.close()
 
     def stop(self) -> int:
         self.process.terminate()

@@ -145,7 +145,8 @@ def test_the_scheduler_tick_skips_then_trains(config_path, samples_csv, tmp_path
     write_samples(samples_csv, 20)
     assert rt.tick() is None
     assert history_events(tmp_path)[-1]["details"] == {
-        "n_samples": 20, "min_required": 50, "total_samples": 20, "reason": "not_enough_new_samples", "trigger": "auto"}
+        "n_samples": 20, "min_required": 50, "total_samples": 20, "reason": "not_enough_new_samples", "trigger": "auto",
+        "pid": os.getpid()}
     write_samples(samples_csv, 200, seed=3)
     job = rt.tick()
     wait_job(job.to_dict)

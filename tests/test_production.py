@@ -1,0 +1,206 @@
+"""Production hardening on real server processes: several workers, crashes, shutdown, limits."""
+import json
+import resource
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+import requests
+
+from backend import create_app, demo
+from tests.helpers import ServerProcess, history_events, wait_job, wait_until, write_config, write_samples
+
+ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
+SLOW_TRAINING = {"force": True, "model_type": "svm",
+                 "tuning": {"method": "grid", "cv": 5, "searchSpace": {"C": [0.1, 1, 10, 100, 1000],
+                                                                       "gamma": [0.001, 0.01, 0.1, 1, "scale"]}}}
+
+
+@pytest.fixture
+def servers():
+    started = []
+
+    def start(config, **kwargs):
+        server = ServerProcess(config, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def health_by_pid(server, want: int, tries: int = 400) -> dict[int, dict]:
+    """Ask /health on fresh connections until ``want`` different worker pids have answered."""
+    seen: dict[int, dict] = {}
+    for _ in range(tries):
+        body = requests.get(f"{server.url}/health", headers={"Connection": "close"}, timeout=10).json()
+        seen[body["pid"]] = body
+        if len(seen) >= want:
+            break
+    return seen
+
+
+def test_four_workers_one_scheduler_one_training_and_all_follow_a_promotion(tmp_path, servers):
+    config = write_config(tmp_path, autoTrainIntervalHours=0.0005, minSamplesForTraining=100)  # a tick every 1.8 s
+    write_samples(tmp_path / "data" / "samples.csv", 400, seed=1)
+    server = servers(config, workers=4)
+    wait_until(lambda: requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10)
+               .json().get("model_version") == "v1", timeout=120, what="start-up training")
+    wait_until(lambda: len([e for e in history_events(tmp_path) if e["event_type"] == "TRAINING_SKIPPED"]) >= 4,
+               timeout=60, what="several ticks")
+    events = history_events(tmp_path)
+    assert len([e for e in events if e["event_type"] == "TRAINING_STARTED"]) == 1  # start-up ran once, not 4 times
+    tick_pids = {e["details"]["pid"] for e in events if e["event_type"] == "TRAINING_SKIPPED"}
+    assert len(tick_pids) == 1  # one scheduler for the data folder
+    workers = health_by_pid(server, 4)
+    assert len(workers) == 4 and all(w["version"] == "v1" for w in workers.values())
+
+    def train(_):
+        return requests.post(f"{server.url}/api/parima/train", json={"force": True},
+                             headers={"Connection": "close"}, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(train, range(8)))
+    assert sorted(a.status_code for a in answers) == [202] + [409] * 7
+    job_id = next(a.json()["job_id"] for a in answers if a.status_code == 202)
+    assert all(a.json()["error"]["details"]["job_id"] == job_id for a in answers if a.status_code == 409)
+    job = wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json())
+    assert job["result"]["promoted"] is True  # same rows, same forest: a tie promotes
+    promoted = time.monotonic()
+    lagging = wait_until(lambda: (w := health_by_pid(server, 4)) and all(v["version"] == "v2" for v in w.values()) and w,
+                         timeout=30, interval=0.05, what="every worker to serve v2")
+    print(f"\nall {len(lagging)} workers served v2 {time.monotonic() - promoted:.2f} s after the job ended")
+
+    leader = int((tmp_path / "data" / ".refit-leader.lock").read_text())
+    import os
+
+    os.kill(leader, signal.SIGKILL)  # the scheduler's process dies; gunicorn replaces it, another leads
+    wait_until(lambda: {e["details"]["pid"] for e in history_events(tmp_path)
+                        if e["event_type"] == "TRAINING_SKIPPED"} - tick_pids, timeout=60, what="a new scheduler")
+    assert server.stop() == 0
+
+
+def test_sigkill_mid_training_then_restart(tmp_path, servers):
+    config = write_config(tmp_path, autoTrain=False)
+    write_samples(tmp_path / "data" / "samples.csv", 1500, seed=1)
+    server = servers(config)
+    first = requests.post(f"{server.url}/api/parima/train", json={"model_type": "logistic"}, timeout=10).json()
+    wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{first['job_id']}", timeout=10).json())
+    job_id = requests.post(f"{server.url}/api/parima/train", json=SLOW_TRAINING, timeout=10).json()["job_id"]
+    wait_until(lambda: requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()["stage"]
+               .startswith("tuning"), timeout=60, interval=0.05, what="the tuning stage")
+    server.kill()
+
+    server = servers(config)
+    job = requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()
+    assert job["status"] == "failed" and job["error"]["reason"] == "interrupted"
+    failed = [e for e in history_events(tmp_path) if e["event_type"] == "TRAINING_FAILED"]
+    assert failed[-1]["details"]["job_id"] == job_id and failed[-1]["details"]["reason"] == "interrupted"
+    assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).json()["model_version"] == "v1"
+    assert not list((tmp_path / "ml_models" / "parima" / ".staging").glob("*"))
+    again = requests.post(f"{server.url}/api/parima/train", json={"force": True, "model_type": "logistic"}, timeout=10)
+    assert again.status_code == 202  # the dead job holds no lock
+
+
+def test_sigkill_mid_append_loses_no_acknowledged_sample(tmp_path, servers):
+    config = write_config(tmp_path, autoTrain=False)
+    server = servers(config)
+    acknowledged: list[float] = []
+    stop = threading.Event()
+
+    def post_forever():
+        session, n = requests.Session(), 0
+        while not stop.is_set():
+            rows = demo.rows(50, seed=n)
+            for i, row in enumerate(rows):
+                row["meanVisibleDistance"] = n * 1000 + i + 0.5  # a value that names the row
+            n += 1
+            try:
+                response = session.post(f"{server.url}/api/parima/samples", json={"samples": rows}, timeout=5)
+            except requests.RequestException:
+                return
+            if response.status_code == 201:
+                acknowledged.extend(r["meanVisibleDistance"] for r in rows)
+
+    writers = [threading.Thread(target=post_forever) for _ in range(3)]
+    for t in writers:
+        t.start()
+    wait_until(lambda: len(acknowledged) >= 1500, timeout=60, what="acknowledged samples")
+    server.kill()
+    stop.set()
+    for t in writers:
+        t.join(10)
+    samples = tmp_path / "data" / "samples.csv"
+    with open(samples, "ab") as handle:
+        handle.write(b"0.5,0.1,12")  # and an outside writer died mid-line too
+
+    server = servers(config)
+    answer = requests.post(f"{server.url}/api/parima/samples", json={"samples": demo.rows(2, seed=99)}, timeout=10)
+    assert answer.status_code == 201
+    stored = pd.read_csv(samples)
+    assert set(acknowledged) <= set(stored["meanVisibleDistance"])
+    assert stored["decisionLOD"].isna().sum() == 1  # the torn row stands alone; the next rows are whole
+    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
+    done = wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+    assert done["status"] == "completed"
+    record = requests.get(f"{server.url}/api/parima/versions/v1", timeout=10).json()
+    assert any("without a target" in w for w in record["warnings"])
+
+
+def test_sigterm_cancels_training_and_exits_cleanly(tmp_path, servers):
+    config = write_config(tmp_path, autoTrain=False)
+    write_samples(tmp_path / "data" / "samples.csv", 1500, seed=1)
+    server = servers(config)
+    job_id = requests.post(f"{server.url}/api/parima/train", json=SLOW_TRAINING, timeout=10).json()["job_id"]
+    wait_until(lambda: requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()["status"] == "running",
+               timeout=30, what="the job to run")
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(requests.post, f"{server.url}/api/parima/samples",
+                                 json={"samples": demo.rows(200, seed=i)}, timeout=30) for i in range(4)]
+        time.sleep(0.05)
+        assert server.stop() == 0
+        codes = [f.result().status_code for f in in_flight if not f.exception()]
+    assert all(code == 201 for code in codes)
+    record = json.loads((tmp_path / "ml_models" / "parima" / "jobs" / f"{job_id}.json").read_text())
+    assert record["status"] == "cancelled"
+    assert history_events(tmp_path)[-1]["details"]["reason"] == "cancelled"
+
+
+def test_a_training_over_its_timeout_is_stopped(tmp_path):
+    config = write_config(tmp_path, timeoutSeconds=1)
+    write_samples(tmp_path / "data" / "samples.csv", 1500, seed=1)
+    client = create_app(config).test_client()
+    response = client.post("/api/parima/train", json=SLOW_TRAINING)
+    job = wait_job(lambda: client.get(f"/api/parima/jobs/{response.json['job_id']}").json)
+    assert job["status"] == "failed" and job["error"]["reason"] == "timeout"
+    assert history_events(tmp_path)[-1]["event_type"] == "TRAINING_FAILED"
+    assert client.get("/api/parima/versions").json["versions"] == []
+
+
+def limit_file_size():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # no file may grow past 200 kB: a "full disk"
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write fails with EFBIG instead of killing the process
+
+
+def test_a_full_disk_refuses_samples_and_fails_training_cleanly(tmp_path, servers):
+    config = write_config(tmp_path, autoTrain=False)
+    samples = tmp_path / "data" / "samples.csv"
+    write_samples(samples, 2400, seed=1)  # close to the limit
+    server = servers(config, preexec_fn=limit_file_size)
+    first = requests.post(f"{server.url}/api/parima/train", json={"model_type": "logistic"}, timeout=10).json()
+    assert wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{first['job_id']}", timeout=10).json())[
+        "status"] == "completed"
+    size = samples.stat().st_size
+    answer = requests.post(f"{server.url}/api/parima/samples", json={"samples": demo.rows(4000, seed=3)}, timeout=10)
+    assert answer.status_code == 507 and answer.json()["error"]["code"] == "insufficient_storage"
+    assert samples.stat().st_size == size  # all or nothing
+    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()  # a forest > 200 kB
+    done = wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+    assert done["status"] == "failed"
+    assert history_events(tmp_path)[-1]["event_type"] == "TRAINING_FAILED"
+    assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).json()["model_version"] == "v1"
