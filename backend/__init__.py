@@ -14,10 +14,11 @@ from pathlib import Path
 
 from flask import Flask, request
 
-from . import errors
+from . import errors, observability
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
 from .jobs import TERMINAL
+from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def build_state(config: Config) -> Refit:
+def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
     """Create the runtimes of every configured model, sharing one history log per file."""
     histories: dict[str, HistoryLog] = {}
     runtimes: dict[str, ModelRuntime] = {}
@@ -38,19 +39,20 @@ def build_state(config: Config) -> Refit:
     for name, model in config.models.items():
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
-        runtimes[name] = ModelRuntime(model, config.storage, history, notifier)
+        runtimes[name] = ModelRuntime(model, config.storage, history, notifier, metrics)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
         raise ConfigError(f"security.apiKeyEnv: ${key_name} is set but empty; unset it or give it a value")
-    return Refit(config=config, runtimes=runtimes, histories=histories, notifier=notifier, api_key=api_key or None)
+    return Refit(config=config, runtimes=runtimes, histories=histories, notifier=notifier, api_key=api_key or None,
+                 metrics=metrics)
 
 
 def create_app(config: Config | str | Path | None = None, *, start_scheduler: bool = False) -> Flask:
     """Build a Refit app; the scheduler starts only when ``start_scheduler`` (the ``serve`` command)."""
     if not isinstance(config, Config):
         config = load_config(config)
-    state = build_state(config)
+    state = build_state(config, Metrics())
     for rt in state.runtimes.values():
         rt.recover()
         rt.load_active()
@@ -60,6 +62,7 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
     app.json.sort_keys = False
     app.extensions["refit"] = state
     errors.init_app(app)
+    observability.init_app(app)
     app.before_request(_check_api_key)
 
     from .api import register

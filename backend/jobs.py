@@ -55,6 +55,7 @@ class Job:
     cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
     on_change: Callable[[Job, bool], None] = field(default=lambda job, final: None, repr=False)
     cancel_marker: Path | None = field(default=None, repr=False)
+    _outcome: tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None = field(default=None, repr=False)
 
     def advance(self, progress: float, stage: str) -> None:
         self.progress = max(self.progress, min(100, int(progress)))
@@ -67,6 +68,13 @@ class Job:
         self.on_change(self, True)
 
     def finish(self, status: str, *, result: dict[str, Any] | None = None, error: dict[str, Any] | None = None) -> None:
+        """Record the outcome; the runner publishes it once the model's training lock is free again."""
+        self._outcome = (status, result, error)
+
+    def conclude(self) -> None:
+        """Publish the recorded outcome (a job that recorded none has failed)."""
+        status, result, error = self._outcome or (
+            "failed", None, {"reason": "error", "message": "the job ended without a result"})
         self.result, self.error = result, error
         self.stage = status
         if status in ("completed", "skipped"):
@@ -179,13 +187,13 @@ class JobRunner:
             log.exception("training job %s of %s crashed", job.job_id, self.model)
             job.finish("failed", error={"reason": "error", "message": f"{type(exc).__name__}: {exc}"})
         finally:
-            if job.status not in TERMINAL:
-                job.finish("failed", error={"reason": "error", "message": "the job ended without a result"})
             if job.cancel_marker is not None:
                 job.cancel_marker.unlink(missing_ok=True)
             os.close(fd)  # releases the cross-process claim
             with self._guard:
                 self._current = None
+            # only now is the job seen to end, so whoever sees it end can start the next one at once
+            job.conclude()
             self._prune()
 
     def _save(self, job: Job, final: bool) -> None:

@@ -18,6 +18,7 @@ from .datasets import dataset_path
 from .errors import Conflict, Invalid, NotFound, Unavailable
 from .history import HistoryLog
 from .jobs import Job, JobRunner
+from .metrics import Metrics
 from .notifications import Notifier
 from .registry import Registry
 from .samples import SampleStore, read_header
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 class ModelRuntime:
     """Everything one model needs at run time; the API, scheduler and CLI share it."""
 
-    def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier):
+    def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
+                 metrics: Metrics | None = None):
         self.config = config
         self.name = config.name
         self.data_dir = storage.data_dir
@@ -40,7 +42,8 @@ class ModelRuntime:
         self.notifier = notifier
         self.registry = Registry(storage.models_dir / config.name, config.name)
         self.store = SampleStore(config.training.log_file, self._new_file_columns())
-        self.served: ServedModel | None = None
+        self.metrics = metrics
+        self._served: ServedModel | None = None
         self.switch_lock = threading.Lock()  # one registry commit + swap at a time (promotion, activate, rollback)
         self._registry_seen: tuple[int, int, int] | None = None
         self._next_sync = 0.0
@@ -51,6 +54,17 @@ class ModelRuntime:
         features = list(self.config.features or ())
         return features + [self.config.target]
 
+    @property
+    def served(self) -> ServedModel | None:
+        """The loaded version this process serves; replaced whole, never changed in place."""
+        return self._served
+
+    @served.setter
+    def served(self, model: ServedModel | None) -> None:
+        self._served = model
+        if self.metrics is not None:
+            self.metrics.serving(self.name, model.version if model else None)
+
     def record(self, event_type: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write a history event and raise the notification it calls for."""
         event = self.history.append(event_type, self.name, message, details)
@@ -58,7 +72,13 @@ class ModelRuntime:
         return event
 
     def _run(self, job: Job) -> None:
-        retrain.run_job(self, job)
+        try:
+            retrain.run_job(self, job)
+        finally:
+            if self.metrics is not None:
+                promoted = (job.result or {}).get("promoted")
+                outcome = job.status if job.status != "completed" else ("promoted" if promoted else "rejected")
+                self.metrics.trainings.labels(model=self.name, outcome=outcome).inc()
 
     def recover(self) -> list[str]:
         """Fail the jobs a killed process left unfinished (TRAINING_FAILED, reason 'interrupted') and clear their files."""
@@ -261,6 +281,8 @@ class ModelRuntime:
         if self.config.features is None and read_header(self.store.path) is None:
             self.store.columns = [k for k in rows[0] if k != self.config.target] + [self.config.target]
         total = self.store.append(rows)
+        if self.metrics is not None:
+            self.metrics.samples.labels(model=self.name).inc(len(rows))
         return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
 
     def status(self) -> dict[str, Any]:

@@ -9,7 +9,10 @@ training job and stops its scheduler before it exits.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from flask import Flask
@@ -34,6 +37,11 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
     from gunicorn.app.base import BaseApplication
 
     from . import create_app, shutdown
+    from .metrics import worker_exited
+
+    # set before any worker imports prometheus_client, and fresh for this run, so metrics add up across workers
+    metrics_dir = tempfile.mkdtemp(prefix="refit-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
     class Refit(BaseApplication):
         def load_config(self) -> None:
@@ -48,6 +56,8 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
                 "accesslog": None,  # our own structured request log replaces it
                 "proc_name": "refit",
                 "worker_exit": lambda server, worker: shutdown(worker.wsgi) if isinstance(worker.wsgi, Flask) else None,
+                "child_exit": lambda server, worker: worker_exited(worker.pid),
+                "on_exit": lambda server: shutil.rmtree(metrics_dir, ignore_errors=True),
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

@@ -8,6 +8,7 @@ from flask import current_app
 from .config import Config
 from .errors import NotFound
 from .history import HistoryLog
+from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
@@ -20,6 +21,7 @@ class Refit:
     histories: dict[str, HistoryLog]
     notifier: Notifier
     api_key: str | None
+    metrics: Metrics | None = None
     scheduler: TrainingScheduler | None = None
 
 

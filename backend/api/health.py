@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from ..errors import Unavailable
 from ..runtime import ModelRuntime
 from ..state import refit
 
@@ -30,6 +31,21 @@ def health():
     first = next(iter(models.values()))
     healthy = all(m["model_loaded"] for m in models.values())
     return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(), "models": models}
+
+
+@bp.get("/ready")
+def ready():
+    models = {}
+    for name, rt in refit().runtimes.items():
+        has_data = rt.store.count() > 0 or bool(rt.registry.state()["versions"])
+        served = rt.current()
+        models[name] = {"ready": served is not None or not has_data, "version": served.version if served else None,
+                        "has_data": has_data}
+    if all(m["ready"] for m in models.values()):
+        return {"ready": True, "pid": os.getpid(), "models": models}
+    waiting = sorted(n for n, m in models.items() if not m["ready"])
+    raise Unavailable(f"Not ready: no verified version loaded for {', '.join(waiting)}", code="not_ready",
+                      details={"models": models})
 
 
 @bp.get("/api/models")

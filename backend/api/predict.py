@@ -1,7 +1,7 @@
 """Predictions from the served version of a model."""
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
 from ..schemas import json_body, parse_predict
 from ..serving import predict_rows
@@ -18,6 +18,7 @@ def predict(model: str):
     kinds = {**dict.fromkeys(served.numeric, "numeric"), **dict.fromkeys(served.categorical, "categorical")}
     rows, ignored, single = parse_predict(body, list(served.features), kinds, refit().config.security.max_batch_rows)
     predictions, probabilities = predict_rows(served, rows)
+    g.model_version = served.version  # for the request log
     answer = {"model": model, "model_version": served.version}
     if single:
         answer["prediction"] = predictions[0]
