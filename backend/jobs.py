@@ -71,10 +71,13 @@ class Job:
         """Record the outcome; the runner publishes it once the model's training lock is free again."""
         self._outcome = (status, result, error)
 
+    def recorded(self) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+        """The outcome ``finish`` recorded (a job that recorded none has failed)."""
+        return self._outcome or ("failed", None, {"reason": "error", "message": "the job ended without a result"})
+
     def conclude(self) -> None:
-        """Publish the recorded outcome (a job that recorded none has failed)."""
-        status, result, error = self._outcome or (
-            "failed", None, {"reason": "error", "message": "the job ended without a result"})
+        """Publish the recorded outcome."""
+        status, result, error = self.recorded()
         self.result, self.error = result, error
         self.stage = status
         if status in ("completed", "skipped"):

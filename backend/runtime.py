@@ -76,8 +76,8 @@ class ModelRuntime:
             retrain.run_job(self, job)
         finally:
             if self.metrics is not None:
-                promoted = (job.result or {}).get("promoted")
-                outcome = job.status if job.status != "completed" else ("promoted" if promoted else "rejected")
+                status, result, _ = job.recorded()
+                outcome = status if status != "completed" else ("promoted" if (result or {}).get("promoted") else "rejected")
                 self.metrics.trainings.labels(model=self.name, outcome=outcome).inc()
 
     def recover(self) -> list[str]:

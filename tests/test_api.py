@@ -182,3 +182,33 @@ def test_counts_stay_exact_while_another_process_appends(client, samples_csv):
     status = client.get("/api/parima/training/status").json
     assert status["total_samples"] == 5 + 200 + 20
     assert status["samples_since_last_training"] == 225
+
+
+def test_ready_metrics_and_request_log(client, samples_csv, caplog, monkeypatch):
+    import logging
+
+    from tests.helpers import wait_job, write_samples
+
+    assert client.get("/ready").status_code == 200  # no data yet: nothing to wait for
+    write_samples(samples_csv, 200, seed=1)
+    not_ready = client.get("/ready")
+    assert not_ready.status_code == 503 and not_ready.json["error"]["code"] == "not_ready"
+    job_id = client.post("/api/parima/train", json={}).json["job_id"]
+    wait_job(lambda: client.get(f"/api/parima/jobs/{job_id}").json)
+    assert client.get("/ready").json["models"]["parima"] == {"ready": True, "version": "v1", "has_data": True}
+
+    with caplog.at_level(logging.INFO, logger="refit.requests"):
+        for _ in range(3):
+            client.post("/api/parima/predict", json={"features": ROW}, headers={"X-API-Key": "not-logged"})
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "refit.requests"]
+    assert lines[-1]["path"] == "/api/parima/predict" and lines[-1]["status"] == 200
+    assert lines[-1]["model"] == "parima" and lines[-1]["model_version"] == "v1" and lines[-1]["duration_ms"] >= 0
+    assert "not-logged" not in caplog.text
+
+    client.post("/api/parima/samples", json={"samples": demo.rows(4, seed=2)})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'refit_http_requests_total{endpoint="/api/<model>/predict",method="POST",model="parima",status="200"} 3.0' in text
+    assert 'refit_trainings_total{model="parima",outcome="promoted"} 1.0' in text
+    assert 'refit_samples_ingested_total{model="parima"} 4.0' in text
+    assert 'refit_served_version{model="parima"} 1.0' in text
+    assert "refit_http_request_duration_seconds_bucket" in text

@@ -76,6 +76,15 @@ def test_four_workers_one_scheduler_one_training_and_all_follow_a_promotion(tmp_
                          timeout=30, interval=0.05, what="every worker to serve v2")
     print(f"\nall {len(lagging)} workers served v2 {time.monotonic() - promoted:.2f} s after the job ended")
 
+    for _ in range(40):  # metrics add up across the four workers, whichever answers the scrape
+        requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, headers={"Connection": "close"}, timeout=10)
+    scrape = requests.get(f"{server.url}/metrics", timeout=10).text
+    predicted = [line for line in scrape.splitlines() if line.startswith("refit_http_requests_total{")
+                 and 'endpoint="/api/<model>/predict"' in line and 'status="200"' in line]
+    assert predicted and float(predicted[0].rsplit(" ", 1)[1]) >= 40
+    served = [line for line in scrape.splitlines() if line.startswith("refit_served_version{")]
+    assert len(served) == 4 and all(line.endswith(" 2.0") for line in served)  # one line per live worker
+
     leader = int((tmp_path / "data" / ".refit-leader.lock").read_text())
     import os
 
