@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
@@ -23,6 +24,7 @@ class Refit:
     api_key: str | None
     metrics: Metrics | None = None
     scheduler: TrainingScheduler | None = None
+    openapi: dict[str, Any] | None = None
 
 
 def refit() -> Refit:

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from .. import openapi
 from ..errors import Unavailable
 from ..runtime import ModelRuntime
 from ..state import refit
@@ -46,6 +47,14 @@ def ready():
     waiting = sorted(n for n, m in models.items() if not m["ready"])
     raise Unavailable(f"Not ready: no verified version loaded for {', '.join(waiting)}", code="not_ready",
                       details={"models": models})
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    state = refit()
+    if state.openapi is None:
+        state.openapi = openapi.build(state.config)
+    return state.openapi
 
 
 @bp.get("/api/models")

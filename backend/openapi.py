@@ -1,0 +1,105 @@
+"""The OpenAPI 3 document of the running server, built by apispec from the request schemas we validate with.
+
+Model names are an enum of the configured models, so a client generator
+(or a fuzzer) speaks to real models. Every error response is the one
+envelope of errors.py.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from . import schemas
+from .config import Config
+from .datasets import DATASET_ID
+from .registry import VERSION_ID
+
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message", "details"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}
+OBJECT = {"type": "object"}
+ROW = {"type": "object", "additionalProperties": True}
+
+
+def _json(schema: Any) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _operation(summary: str, ok: int = 200, body: Any = None, query: Any = None, ok_type: str = "application/json",
+               required: bool = False, tag: str = "models") -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {str(ok): {"description": "success", "content": {ok_type: {"schema": OBJECT if ok_type ==
+                                                                                       "application/json" else {"type": "string"}}}},
+                      "default": {"description": "an error", **_json({"$ref": "#/components/schemas/Error"})}},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": required, **_json(body)}
+    if query is not None:
+        operation["parameters"] = [{"in": "query", "schema": query}]
+    return operation
+
+
+def build(config: Config) -> dict[str, Any]:
+    """Return the OpenAPI document for a server running ``config``."""
+    spec = APISpec(title="Refit", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
+                   info={"description": "A self-retraining scikit-learn model server."})
+    spec.components.schema("Error", ERROR)
+    for name, schema in [("TrainRequest", schemas.TrainRequest), ("ActivateRequest", schemas.ActivateRequest),
+                         ("RollbackRequest", schemas.RollbackRequest), ("CompareRequest", schemas.CompareRequest),
+                         ("TrainAllRequest", schemas.TrainAllRequest), ("DataQualityRequest", schemas.DataQualityRequest)]:
+        spec.components.schema(name, schema=schema)
+    model = {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(config.models)}}
+    version = {"name": "version", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": VERSION_ID.pattern}}
+    job = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"}}
+    dataset = {"name": "dataset_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": DATASET_ID.pattern}}
+    plot = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z_]{1,40}$"}}
+    max_rows = config.security.max_batch_rows
+    predict_body = {"type": "object", "properties": {
+        "features": ROW, "instances": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows}}}
+    samples_body = {"type": "object", "required": ["samples"], "properties": {
+        "samples": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows}}}
+    upload = {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}, "name": {"type": "string"}}}}}}
+
+    paths: list[tuple[str, list[dict], dict[str, dict]]] = [
+        ("/health", [], {"get": _operation("Health of the process and its models", tag="operations")}),
+        ("/ready", [], {"get": _operation("Whether every model with data serves a verified version", tag="operations")}),
+        ("/metrics", [], {"get": _operation("Prometheus metrics", ok_type="text/plain", tag="operations")}),
+        ("/api/models", [], {"get": _operation("Configured models")}),
+        ("/api/models/train", [], {"post": _operation("Train every model", 202, "TrainAllRequest")}),
+        ("/api/notifications", [], {"get": _operation("Notifications", query=schemas.NotificationsQuery,
+                                                      tag="operations")}),
+        ("/api/datasets", [], {"get": _operation("Uploaded datasets", tag="datasets"),
+                               "post": {**_operation("Upload a CSV dataset", 201, tag="datasets"), "requestBody": upload}}),
+        ("/api/datasets/{dataset_id}", [dataset], {"get": _operation("A dataset with statistics", tag="datasets")}),
+        ("/api/{model}/predict", [model], {"post": _operation("Predict one row or a batch", body=predict_body,
+                                                             required=True)}),
+        ("/api/{model}/samples", [model], {"post": _operation("Add labelled samples", 201, samples_body, required=True)}),
+        ("/api/{model}/train", [model], {"post": _operation("Start a training job", 202, "TrainRequest")}),
+        ("/api/{model}/data-quality", [model], {"post": _operation("Data-quality report", body="DataQualityRequest")}),
+        ("/api/{model}/training/status", [model], {"get": _operation("Training status")}),
+        ("/api/{model}/training/history", [model], {"get": _operation("History events", query=schemas.HistoryQuery)}),
+        ("/api/{model}/jobs", [model], {"get": _operation("Jobs", query=schemas.JobsQuery)}),
+        ("/api/{model}/jobs/{job_id}", [model, job], {"get": _operation("A job"),
+                                                      "delete": _operation("Cancel a job", 202)}),
+        ("/api/{model}/versions", [model], {"get": _operation("Versions, newest first")}),
+        ("/api/{model}/versions/{version}", [model, version], {"get": _operation("A version")}),
+        ("/api/{model}/versions/{version}/feature-importance", [model, version],
+         {"get": _operation("Feature importance of a version")}),
+        ("/api/{model}/versions/{version}/plots/{name}.png", [model, version, plot],
+         {"get": _operation("An evaluation plot", ok_type="image/png")}),
+        ("/api/{model}/versions/{version}/activate", [model, version],
+         {"post": _operation("Serve a version", body="ActivateRequest")}),
+        ("/api/{model}/rollback", [model], {"post": _operation("Serve the previous version", body="RollbackRequest")}),
+        ("/api/{model}/compare", [model], {"post": _operation("Compare versions", body="CompareRequest", required=True)}),
+    ]
+    for path, parameters, operations in paths:
+        spec.path(path=path, parameters=parameters, operations=operations)
+    return spec.to_dict()
