@@ -13,7 +13,6 @@ import os
 import random
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 from . import lifecycle

@@ -63,6 +63,8 @@ def _parse(filename: str, payload: bytes) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise Invalid(f"The CSV is malformed: {exc}", code="invalid_dataset", details={"problem": "malformed"}) from None
+    if frame.empty:
+        raise Invalid("The CSV has a header but no rows", code="invalid_dataset", details={"problem": "no_rows"})
     if any(str(c).startswith("Unnamed: ") for c in frame.columns):
         raise Invalid("Every column needs a name in the header row", code="invalid_dataset",
                       details={"problem": "unnamed_columns"})

@@ -81,7 +81,7 @@ class InsufficientStorage(RefitError):
     status, code = 507, "insufficient_storage"
 
 
-def _snake(name: str) -> str:
+def snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
@@ -99,7 +99,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        code = "payload_too_large" if exc.code == 413 else _snake(exc.name)
+        code = "payload_too_large" if exc.code == 413 else snake(exc.name)
         response = jsonify(envelope(code, exc.description or exc.name))
         if exc.code == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)

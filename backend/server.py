@@ -8,6 +8,7 @@ training job and stops its scheduler before it exits.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,11 +17,33 @@ import tempfile
 from typing import Any
 
 from flask import Flask
+from gunicorn import util as gunicorn_util
+from gunicorn.workers.gthread import ThreadWorker
 
 from .config import Config
+from .errors import envelope, snake
 
 log = logging.getLogger(__name__)
 GRACEFUL_SECONDS = 30
+
+
+class JsonErrorWorker(ThreadWorker):
+    """A gthread worker whose own HTTP-level refusals (a request line too long, a broken header) are JSON too.
+
+    gunicorn answers those before the app sees the request, through
+    ``gunicorn.util.write_error``; this worker process writes our envelope instead.
+    """
+
+    def init_process(self) -> None:
+        gunicorn_util.write_error = _write_json_error
+        super().init_process()
+
+
+def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    body = json.dumps(envelope(snake(reason), message or reason)).encode("utf-8")
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
 
 
 def run(config: Config, host: str, port: int, workers: int, threads: int) -> None:
@@ -48,7 +71,7 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
             settings = {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                "worker_class": "gthread",
+                "worker_class": "backend.server.JsonErrorWorker",
                 "threads": threads,
                 "preload_app": False,  # every worker builds its app (and its threads) after the fork
                 "graceful_timeout": GRACEFUL_SECONDS,

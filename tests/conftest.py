@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from backend import create_app
-from tests.helpers import write_config, write_samples
+from tests.helpers import ServerProcess, write_config, write_samples
 
 
 @pytest.fixture
@@ -37,3 +37,19 @@ def trained_client(config_path, samples_csv):
     job = wait_job(lambda: client.get(f"/api/parima/jobs/{job_id}").json)
     assert job["status"] == "completed" and job["result"]["promoted"], job
     return client
+
+
+@pytest.fixture
+def servers():
+    """Start real server processes; every one still running is stopped after the test."""
+    started = []
+
+    def start(config, **kwargs):
+        server = ServerProcess(config, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()

@@ -82,6 +82,12 @@ def wait_job(get_job, timeout: float = 120) -> dict[str, Any]:
     raise AssertionError(f"job did not finish in {timeout}s: {job}")
 
 
+def train_over_http(server: "ServerProcess", body: dict[str, Any], model: str = "parima") -> dict[str, Any]:
+    """POST a training to a running server and return the job once it has ended."""
+    job = requests.post(f"{server.url}/api/{model}/train", json=body, timeout=10).json()
+    return wait_job(lambda: requests.get(f"{server.url}/api/{model}/jobs/{job['job_id']}", timeout=10).json())
+
+
 def wait_until(predicate, timeout: float = 120, interval: float = 0.1, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout

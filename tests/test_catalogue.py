@@ -258,7 +258,8 @@ def test_datasets_upload_inspect_and_train(tmp_path):
     assert client.get("/api/datasets/ffffffffffff").status_code == 404
     assert client.get("/api/datasets/../etc").status_code == 404
     assert client.post("/api/wine/train", json={"dataset_id": "nope"}).status_code == 422
-    for payload, problem in [(b"", "empty"), (b"\xff\xfe\x00garbage", "encoding"), (b"a,b\n1,2,3,4\n", "malformed")]:
+    for payload, problem in [(b"", "empty"), (b"\xff\xfe\x00garbage", "encoding"), (b"a,b\n1,2,3,4\n", "malformed"),
+                             (b"a,b\n", "no_rows")]:
         bad = client.post("/api/datasets", data={"file": (io.BytesIO(payload), "x.csv")}, content_type="multipart/form-data")
         assert bad.status_code == 422 and bad.json["error"]["details"]["problem"] == problem, payload
     assert client.post("/api/datasets", data={}, content_type="multipart/form-data").status_code == 422

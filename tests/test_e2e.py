@@ -2,28 +2,12 @@
 import random
 import threading
 
-import pytest
 import requests
 
 from backend import demo
-from tests.helpers import ServerProcess, history_events, wait_until, write_config, write_samples
+from tests.helpers import history_events, wait_until, write_config, write_samples
 
 ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.95}
-
-
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def start(config):
-        server = ServerProcess(config)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        if server.process.poll() is None:
-            server.stop()
 
 
 def served_version(server):
@@ -40,9 +24,9 @@ def overloaded_device_rows(n, seed):
     return rows
 
 
-def test_scheduler_trains_promotes_and_serves_new_versions(tmp_path, server_factory):
+def test_scheduler_trains_promotes_and_serves_new_versions(tmp_path, servers):
     config = write_config(tmp_path, autoTrainIntervalHours=0.001, minSamplesForTraining=100)  # a tick every 3.6 s
-    server = server_factory(config)
+    server = servers(config)
     assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).status_code == 503
 
     rows = demo.rows(300, seed=1)
@@ -74,10 +58,10 @@ def test_scheduler_trains_promotes_and_serves_new_versions(tmp_path, server_fact
     assert meaningful[3]["details"]["n_samples"] == 600
 
 
-def test_hot_reload_under_load_fails_no_request(tmp_path, server_factory):
+def test_hot_reload_under_load_fails_no_request(tmp_path, servers):
     config = write_config(tmp_path, minSamplesForTraining=100)
     write_samples(tmp_path / "data" / "samples.csv", 400, seed=1)
-    server = server_factory(config)  # start-up training: data, no version yet
+    server = servers(config)  # start-up training: data, no version yet
     wait_until(lambda: served_version(server) == "v1", timeout=90, what="start-up training")
     started = [e for e in history_events(tmp_path) if e["event_type"] == "TRAINING_STARTED"]
     assert started[0]["details"]["trigger"] == "startup"
@@ -121,7 +105,7 @@ def test_hot_reload_under_load_fails_no_request(tmp_path, server_factory):
         assert len(switches) <= 1 and versions[0] == "v1" and versions[-1] == "v2", versions
 
 
-def test_rollback_under_load_then_restart_keeps_the_choice(tmp_path, server_factory):
+def test_rollback_under_load_then_restart_keeps_the_choice(tmp_path, servers):
     import subprocess
     import sys
 
@@ -129,9 +113,9 @@ def test_rollback_under_load_then_restart_keeps_the_choice(tmp_path, server_fact
 
     config = write_config(tmp_path, minSamplesForTraining=100)
     write_samples(tmp_path / "data" / "samples.csv", 300, seed=1)
-    server = server_factory(config)
+    server = servers(config)
     wait_until(lambda: served_version(server) == "v1", timeout=90, what="start-up training")
-    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
+    requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
     wait_until(lambda: served_version(server) == "v2", timeout=90, what="v2")
 
     stop, failures, seen = threading.Event(), [], []
@@ -164,7 +148,7 @@ def test_rollback_under_load_then_restart_keeps_the_choice(tmp_path, server_fact
     assert failures == [] and seen[-1] == "v1"
     assert server.stop() == 0
 
-    server = server_factory(config)  # restart: the rollback holds
+    server = servers(config)  # restart: the rollback holds
     assert served_version(server) == "v1"
     # another process (the CLI) activates v2: the running server follows without a restart
     subprocess.run([sys.executable, "-m", "backend", "--config", str(config), "activate", "parima", "v2"],

@@ -1,11 +1,11 @@
 """The published OpenAPI document, and schemathesis fuzzing a live server against it."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-import requests
 
-from tests.helpers import ServerProcess, wait_job, write_config, write_samples
+from tests.helpers import ServerProcess, train_over_http, write_config, write_samples
 
 
 def test_openapi_document_describes_every_route(app):
@@ -23,8 +23,7 @@ def test_schemathesis_finds_no_server_error_and_no_non_json_error(tmp_path):
     write_samples(tmp_path / "data" / "samples.csv", 300, seed=1)
     server = ServerProcess(config)
     try:
-        job = requests.post(f"{server.url}/api/parima/train", json={}, timeout=10).json()
-        wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+        train_over_http(server, {})
         result = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
              "--checks", "not_a_server_error,content_type_conformance", "--max-examples", "20", "--seed", "1",
@@ -35,3 +34,17 @@ def test_schemathesis_finds_no_server_error_and_no_non_json_error(tmp_path):
         assert "Traceback" not in server.output()
     finally:
         assert server.stop() == 0
+
+
+def test_errors_the_http_server_raises_itself_are_json(tmp_path, servers):
+    import socket
+
+    server = servers(write_config(tmp_path, autoTrain=False))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health?" + b"x" * 9000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414") and b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "uri_too_long"

@@ -7,31 +7,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
-import pytest
 import requests
 
 from backend import create_app, demo
-from tests.helpers import ServerProcess, history_events, wait_job, wait_until, write_config, write_samples
+from tests.helpers import history_events, train_over_http, wait_job, wait_until, write_config, write_samples
 
 ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
 SLOW_TRAINING = {"force": True, "model_type": "svm",
                  "tuning": {"method": "grid", "cv": 5, "searchSpace": {"C": [0.1, 1, 10, 100, 1000],
                                                                        "gamma": [0.001, 0.01, 0.1, 1, "scale"]}}}
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(config, **kwargs):
-        server = ServerProcess(config, **kwargs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.process.poll() is None:
-            server.stop()
 
 
 def health_by_pid(server, want: int, tries: int = 400) -> dict[int, dict]:
@@ -98,8 +82,7 @@ def test_sigkill_mid_training_then_restart(tmp_path, servers):
     config = write_config(tmp_path, autoTrain=False)
     write_samples(tmp_path / "data" / "samples.csv", 1500, seed=1)
     server = servers(config)
-    first = requests.post(f"{server.url}/api/parima/train", json={"model_type": "logistic"}, timeout=10).json()
-    wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{first['job_id']}", timeout=10).json())
+    train_over_http(server, {"model_type": "logistic"})
     job_id = requests.post(f"{server.url}/api/parima/train", json=SLOW_TRAINING, timeout=10).json()["job_id"]
     wait_until(lambda: requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()["stage"]
                .startswith("tuning"), timeout=60, interval=0.05, what="the tuning stage")
@@ -154,8 +137,7 @@ def test_sigkill_mid_append_loses_no_acknowledged_sample(tmp_path, servers):
     stored = pd.read_csv(samples)
     assert set(acknowledged) <= set(stored["meanVisibleDistance"])
     assert stored["decisionLOD"].isna().sum() == 1  # the torn row stands alone; the next rows are whole
-    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
-    done = wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+    done = train_over_http(server, {"force": True})
     assert done["status"] == "completed"
     record = requests.get(f"{server.url}/api/parima/versions/v1", timeout=10).json()
     assert any("without a target" in w for w in record["warnings"])
@@ -201,15 +183,55 @@ def test_a_full_disk_refuses_samples_and_fails_training_cleanly(tmp_path, server
     samples = tmp_path / "data" / "samples.csv"
     write_samples(samples, 2400, seed=1)  # close to the limit
     server = servers(config, preexec_fn=limit_file_size)
-    first = requests.post(f"{server.url}/api/parima/train", json={"model_type": "logistic"}, timeout=10).json()
-    assert wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{first['job_id']}", timeout=10).json())[
-        "status"] == "completed"
+    assert train_over_http(server, {"model_type": "logistic"})["status"] == "completed"
     size = samples.stat().st_size
     answer = requests.post(f"{server.url}/api/parima/samples", json={"samples": demo.rows(4000, seed=3)}, timeout=10)
     assert answer.status_code == 507 and answer.json()["error"]["code"] == "insufficient_storage"
     assert samples.stat().st_size == size  # all or nothing
-    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()  # a forest > 200 kB
-    done = wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+    done = train_over_http(server, {"force": True})  # a forest is larger than 200 kB
     assert done["status"] == "failed"
     assert history_events(tmp_path)[-1]["event_type"] == "TRAINING_FAILED"
     assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).json()["model_version"] == "v1"
+
+
+def test_predictions_keep_flowing_while_training(tmp_path, servers):
+    config = write_config(tmp_path, autoTrain=False)
+    write_samples(tmp_path / "data" / "samples.csv", 3000, seed=1)
+    server = servers(config)
+    train_over_http(server, {"model_type": "logistic"})
+
+    def measure(seconds: float) -> tuple[list[float], list[str]]:
+        latencies, failures, stop = [], [], time.monotonic() + seconds
+
+        def client():
+            session = requests.Session()
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                try:
+                    response = session.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
+                latencies.append(time.perf_counter() - started)
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return latencies, failures
+
+    idle, idle_failures = measure(3)
+    job_id = requests.post(f"{server.url}/api/parima/train", json=SLOW_TRAINING, timeout=10).json()["job_id"]
+    wait_until(lambda: requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()["stage"]
+               .startswith("tuning"), timeout=60, interval=0.05, what="the tuning stage")
+    busy, busy_failures = measure(3)
+    assert requests.get(f"{server.url}/api/parima/jobs/{job_id}", timeout=10).json()["status"] == "running"
+    assert idle_failures == [] and busy_failures == []
+
+    def pct(values, q):
+        return sorted(values)[int(q * (len(values) - 1))] * 1000
+
+    print(f"\npredict latency idle: p50 {pct(idle, 0.5):.2f} ms p99 {pct(idle, 0.99):.2f} ms ({len(idle)} requests); "
+          f"while training: p50 {pct(busy, 0.5):.2f} ms p99 {pct(busy, 0.99):.2f} ms ({len(busy)} requests)")
