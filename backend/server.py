@@ -78,6 +78,8 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
                 "timeout": 120,
                 "accesslog": None,  # our own structured request log replaces it
                 "proc_name": "refit",
+                # no shared $HOME/.gunicorn/gunicorn.ctl: several servers on one machine must not share a control socket
+                "control_socket_disable": True,
                 "worker_exit": lambda server, worker: shutdown(worker.wsgi) if isinstance(worker.wsgi, Flask) else None,
                 "child_exit": lambda server, worker: worker_exited(worker.pid),
                 "on_exit": lambda server: shutil.rmtree(metrics_dir, ignore_errors=True),
