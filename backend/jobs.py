@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TERMINAL = frozenset({"completed", "skipped", "failed", "cancelled"})
 STATUSES = ("queued", "running") + tuple(sorted(TERMINAL))
 SAVE_EVERY = 0.5  # seconds between progress writes of one job
+CLAIM_PATIENCE = 0.2  # seconds a submitter waits for the training lock before answering 409
 
 
 @dataclass
@@ -137,7 +138,8 @@ class JobRunner:
         except FileNotFoundError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # a shared lock only tests for a holder; submitters retry past it (see _claim)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
         finally:
@@ -164,12 +166,20 @@ class JobRunner:
     def _claim(self, job_id: str) -> int:
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise self._conflict(holder, elsewhere=True) from None
+        # A status check holds the lock shared for microseconds, and a winning submitter writes its
+        # job id just after locking: retry briefly so neither shows up as a 409 or as the wrong job id.
+        deadline = time.monotonic() + CLAIM_PATIENCE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise self._conflict(holder, elsewhere=True) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, job_id.encode("ascii"), 0)
         return fd
