@@ -233,13 +233,18 @@ class ModelRuntime:
     def resolve_data_path(self, requested: str) -> Path:
         """Resolve a request's path against the data folder; refuse anything whose real path is outside it."""
         root = Path(os.path.realpath(self.data_dir))
-        candidate = Path(os.path.realpath(root / requested))
-        if candidate != root and root not in candidate.parents:
+        try:
+            candidate = Path(os.path.realpath(root / requested))
+            inside = candidate == root or root in candidate.parents
+            is_file = inside and candidate.is_file()
+        except (ValueError, OSError):  # a NUL byte, a name too long: not a path we could ever read
+            inside, is_file = True, False
+        if not inside:
             raise Invalid("csv_path must name a file inside the data folder", code="invalid_path",
-                          details={"field": "csv_path", "csv_path": requested})
-        if not candidate.is_file():
-            raise Invalid(f"csv_path '{requested}' is not a file in the data folder", code="invalid_path",
-                          details={"field": "csv_path", "csv_path": requested})
+                          details={"field": "csv_path", "csv_path": requested[:200]})
+        if not is_file:
+            raise Invalid(f"csv_path '{requested[:200]}' is not a file in the data folder", code="invalid_path",
+                          details={"field": "csv_path", "csv_path": requested[:200]})
         return candidate
 
     def data_quality(self, csv_path: str | None = None, dataset_id: str | None = None) -> dict[str, Any]:

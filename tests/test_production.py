@@ -154,12 +154,13 @@ def test_sigterm_cancels_training_and_exits_cleanly(tmp_path, servers):
         in_flight = [pool.submit(requests.post, f"{server.url}/api/parima/samples",
                                  json={"samples": demo.rows(200, seed=i)}, timeout=30) for i in range(4)]
         time.sleep(0.05)
-        assert server.stop() == 0
+        code = server.stop()
+        assert code == 0, server.output()
         codes = [f.result().status_code for f in in_flight if not f.exception()]
-    assert all(code == 201 for code in codes)
+    assert all(code == 201 for code in codes), (codes, server.output())
     record = json.loads((tmp_path / "ml_models" / "parima" / "jobs" / f"{job_id}.json").read_text())
-    assert record["status"] == "cancelled"
-    assert history_events(tmp_path)[-1]["details"]["reason"] == "cancelled"
+    assert record["status"] == "cancelled", (record, server.output())
+    assert history_events(tmp_path)[-1]["details"]["reason"] == "cancelled", history_events(tmp_path)[-3:]
 
 
 def test_a_training_over_its_timeout_is_stopped(tmp_path):

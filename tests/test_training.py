@@ -68,7 +68,7 @@ def test_csv_path_is_confined_to_the_data_folder(trained_client, tmp_path):
     outside = tmp_path / "outside.csv"
     write_samples(outside, 100)
     (tmp_path / "data" / "escape.csv").symlink_to(outside)
-    for path in ("../outside.csv", str(outside), "escape.csv", "missing.csv", "."):
+    for path in ("../outside.csv", str(outside), "escape.csv", "missing.csv", ".", "bad\x00name.csv", "x" * 300):
         response = trained_client.post("/api/parima/train", json={"csv_path": path})
         assert response.status_code == 422 and response.json["error"]["code"] == "invalid_path", path
     write_samples(tmp_path / "data" / "extra" / "more.csv", 200, seed=5)
