@@ -20,7 +20,6 @@ from sklearn.pipeline import Pipeline
 import sklearn
 
 from .files import sha256_file
-from .training import coerce_features
 
 
 log = logging.getLogger(__name__)
@@ -82,17 +81,32 @@ def to_native(value: Any) -> Any:
     return value
 
 
+def rows_to_frame(rows: list[dict[str, Any]], numeric: tuple[str, ...], categorical: tuple[str, ...]) -> pd.DataFrame:
+    """Build the frame a pipeline was fitted on straight from validated rows: float columns, text columns."""
+    columns: dict[str, np.ndarray] = {}
+    for name in numeric:
+        columns[name] = np.array([row.get(name) for row in rows], dtype=float)  # None becomes NaN
+    for name in categorical:
+        values = [row.get(name) for row in rows]
+        columns[name] = np.array([np.nan if v is None else v if isinstance(v, str) else str(v) for v in values],
+                                 dtype=object)
+    return pd.DataFrame(columns, columns=list(numeric + categorical))
+
+
+def predict_frame(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Predict a prepared frame; a classifier runs once and predicts the class of highest probability."""
+    if task != "classification" or not hasattr(pipeline, "predict_proba"):
+        return [to_native(p) for p in pipeline.predict(frame)], None
+    classes = pipeline.classes_
+    matrix = pipeline.predict_proba(frame)
+    labels = [str(to_native(c)) for c in classes]
+    predictions = [to_native(classes[i]) for i in matrix.argmax(axis=1)]
+    return predictions, [{label: float(p) for label, p in zip(labels, row)} for row in matrix]
+
+
 def predict_rows(served: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Predict validated rows; return predictions and, for classifiers, probabilities keyed by class label text."""
-    frame = coerce_features(pd.DataFrame.from_records(rows, columns=list(served.features)),
-                            list(served.numeric), list(served.categorical))
-    predictions = [to_native(p) for p in served.pipeline.predict(frame)]
-    if served.task != "classification" or not hasattr(served.pipeline, "predict_proba"):
-        return predictions, None
-    labels = [str(to_native(c)) for c in served.pipeline.classes_]
-    matrix = served.pipeline.predict_proba(frame)
-    probabilities = [{label: float(p) for label, p in zip(labels, row)} for row in matrix]
-    return predictions, probabilities
+    return predict_frame(served.pipeline, rows_to_frame(rows, served.numeric, served.categorical), served.task)
 
 
 def load_checked(path: Path, record: dict[str, Any]) -> Pipeline:

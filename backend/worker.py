@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from . import catalogue, evaluation, plots, preprocessing, training, tuning
 from .files import sha256_file
 from .registry import ARTIFACT
-from .serving import ArtifactError, load_artifact, to_native
+from .serving import ArtifactError, load_artifact, predict_frame, to_native
 
 CHECK_ROWS = 5
 
@@ -175,7 +175,7 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
             "numpy": training.np.__version__,
         },
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
-        "check_predictions": [to_native(p) for p in pipeline.predict(check)],
+        "check_predictions": predict_frame(pipeline, check, data.task)[0],  # as serving will predict them
     }
 
 

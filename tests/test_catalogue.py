@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from backend import catalogue, create_app
 from backend.config import load_config
 from backend.options import effective
+from backend.serving import predict_frame, rows_to_frame
 from backend.worker import TrainingSpec, train_candidate
 from tests.helpers import wait_job
 
@@ -55,8 +56,8 @@ def test_every_classifier_trains_and_predicts(tmp_path, algorithm):
     result = run_in_process(tmp_path, "breast_cancer", {"model_type": algorithm})
     assert result["algorithm"] == algorithm and result["metrics"]["accuracy"] > 0.85
     model = joblib.load(tmp_path / "staging" / "model.joblib")
-    rows = pd.DataFrame(result["check_rows"])
-    assert list(model.predict(rows)) == result["check_predictions"]
+    frame = rows_to_frame(result["check_rows"], tuple(result["numeric_features"]), tuple(result["categorical_features"]))
+    assert predict_frame(model, frame, "classification")[0] == result["check_predictions"]
     assert result["evaluation"]["confusion_matrix"]["labels"] == [0, 1]
     assert result["feature_importance"]["method"] in ("native", "permutation")
 
