@@ -133,10 +133,13 @@ def _optional(task: str, name: str, random_state: int, n_jobs: int) -> BaseEstim
         raise CatalogueError(f"model type '{name}' needs the '{package}' package: pip install -r requirements-optional.txt",
                              package=package)
     if name == "xgboost":
+        if task == "classification":
+            from .xgb import LabelledXGBClassifier
+
+            return LabelledXGBClassifier(random_state=random_state, n_jobs=n_jobs)
         import xgboost
 
-        cls = xgboost.XGBClassifier if task == "classification" else xgboost.XGBRegressor
-        return cls(random_state=random_state, n_jobs=n_jobs)
+        return xgboost.XGBRegressor(random_state=random_state, n_jobs=n_jobs)
     import lightgbm
 
     cls = lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor
