@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import joblib
-import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
