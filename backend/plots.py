@@ -18,8 +18,6 @@ from sklearn.metrics import auc, confusion_matrix, precision_recall_curve, roc_c
 
 log = logging.getLogger(__name__)
 
-NAME = r"^[a-z_]{1,40}$"
-
 
 def render(model: Any, X: pd.DataFrame, y: pd.Series, task: str, importance: dict[str, Any] | None,
            folder: Path) -> tuple[list[str], list[str]]:
