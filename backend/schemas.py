@@ -161,13 +161,17 @@ def check_value(value: Any, kind: str | None) -> Any:
     return value
 
 
-def _rows_of(body: Any, single_key: str, batch_key: str, max_rows: int) -> tuple[list[Any], bool]:
+def _rows_of(body: Any, single_key: str | None, batch_key: str, max_rows: int) -> tuple[list[Any], bool]:
+    """The rows of a body holding one row under ``single_key`` or a list under ``batch_key``; True when single."""
     if not isinstance(body, dict):
         raise Invalid("The body must be a JSON object", code="validation_error")
-    if (single_key in body) == (batch_key in body):
+    if single_key is None:
+        if batch_key not in body:
+            raise Invalid(f"Send a list of rows in '{batch_key}'", code="validation_error", details={"field": batch_key})
+    elif (single_key in body) == (batch_key in body):
         raise Invalid(f"Send either '{single_key}' (one row) or '{batch_key}' (a list of rows)",
                       code="validation_error", details={"fields": [single_key, batch_key]})
-    if single_key in body:
+    elif single_key in body:
         return [body[single_key]], True
     rows = body[batch_key]
     if not isinstance(rows, list) or not rows:
@@ -175,7 +179,7 @@ def _rows_of(body: Any, single_key: str, batch_key: str, max_rows: int) -> tuple
                       details={"field": batch_key})
     if len(rows) > max_rows:
         raise TooLarge(f"{len(rows)} rows is more than the {max_rows} allowed in one request", code="too_many_rows",
-                         details={"rows": len(rows), "max_rows": max_rows})
+                       details={"rows": len(rows), "max_rows": max_rows})
     return rows, False
 
 
@@ -210,10 +214,7 @@ def parse_predict(body: Any, features: list[str], kinds: dict[str, str], max_row
 def parse_samples(body: Any, features: list[str] | None, target: str, kinds: dict[str, str],
                   target_numeric: bool, max_rows: int) -> list[dict[str, Any]]:
     """Return validated sample rows; any bad row rejects the whole batch with a 422 naming it."""
-    if isinstance(body, dict) and "samples" not in body:
-        raise Invalid("Send {\"samples\": [{...features..., \"%s\": label}]}" % target, code="validation_error",
-                      details={"field": "samples"})
-    rows, _ = _rows_of(body, "_single_sample_", "samples", max_rows)
+    rows, _ = _rows_of(body, None, "samples", max_rows)
     errors: list[dict[str, Any]] = []
     checked: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
