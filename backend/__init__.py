@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flask import Flask, request
 
-from . import errors, observability
+from . import errors, observability, options
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
 from .jobs import TERMINAL
@@ -37,6 +37,12 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
     notifier = Notifier(config.storage.data_dir / "notifications.jsonl", settings.webhook_url, keep=settings.keep,
                         timeout_seconds=settings.webhook_timeout_seconds, attempts=settings.webhook_attempts)
     for name, model in config.models.items():
+        try:
+            options.effective(model, {})  # what the schema cannot see: parameter names, installed packages
+        except errors.Invalid as exc:
+            field = exc.details.get("field", "")
+            key = options.CONFIG_KEYS.get(field, field)
+            raise ConfigError(f"{config.path}: models.{name}.training.{key}: {exc.message}") from None
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
         runtimes[name] = ModelRuntime(model, config.storage, history, notifier, metrics)

@@ -41,9 +41,10 @@ def _runtime(args: argparse.Namespace):
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API with the production server and run the scheduler until SIGTERM or Ctrl-C."""
-    from . import server
+    from . import build_state, server
 
     config = _config(args)
+    build_state(config)  # checks the workers would fail on (options, the API key), here once, as one line
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))

@@ -14,6 +14,7 @@ from .errors import Invalid
 OVERRIDABLE = ("model_type", "hyperparameters", "candidates", "tuning", "preprocessing", "split_strategy",
                "cv_strategy", "training_window", "test_size", "metric")
 MERGED = ("tuning", "preprocessing")  # overrides change only the keys they give
+CONFIG_KEYS = {"model_type": "modelType"}  # the config.json name of a request field, where they differ
 
 
 def effective(model: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -211,9 +211,10 @@ class ModelRuntime:
         total = self.store.count()
         return total, self.new_since_training(total)
 
-    def new_since_training(self, total: int) -> int:
+    def new_since_training(self, total: int, trained: int | None = None) -> int:
         """Rows beyond those the last training consumed; all of them if the file was replaced by a smaller one."""
-        trained = self.registry.state()["trained_rows"]
+        if trained is None:
+            trained = self.registry.state()["trained_rows"]
         return total - trained if total >= trained else total
 
     # -- training ----------------------------------------------------------------------------
@@ -293,7 +294,8 @@ class ModelRuntime:
     def status(self) -> dict[str, Any]:
         """Return the training status document of ``GET /api/<m>/training/status``."""
         state = self.registry.state()
-        total, new = self.sample_counts()
+        total = self.store.count()
+        new = self.new_since_training(total, state["trained_rows"])
         running = self.runner.running_anywhere()
         current = None
         if running is not None:

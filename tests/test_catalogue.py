@@ -71,8 +71,8 @@ def test_every_regressor_trains_and_predicts(tmp_path, algorithm):
 
 
 def test_tuned_and_auto_models_reach_the_known_accuracy(tmp_path):
-    cancer = create_app(dataset_config(tmp_path / "a", "breast_cancer", metric="accuracy")).test_client() \
-        if (tmp_path / "a").mkdir() is None else None
+    (tmp_path / "a").mkdir()
+    cancer = create_app(dataset_config(tmp_path / "a", "breast_cancer", metric="accuracy")).test_client()
     job = train(cancer, "breast-cancer", model_type="auto", tuning={"method": "random", "n_iter": 4, "cv": 3})
     record = cancer.get(f"/api/breast-cancer/versions/{job['result']['version']}").json
     assert record["metrics"]["accuracy"] >= 0.94

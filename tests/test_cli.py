@@ -48,6 +48,11 @@ def test_errors_are_one_line_and_non_zero(tmp_path):
     bad.write_text('{"models": {"parima": {"target": "x", "colour": 1}}}')
     result = cli(bad, "status", check=False)
     assert result.returncode != 0 and "models.parima.colour" in result.stderr
+    (tmp_path / "x").mkdir()
+    unknown = write_config(tmp_path / "x", hyperparameters={"colour": "red"})
+    result = cli(unknown, "serve", "--port", "0", check=False)  # refused before any worker starts
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "models.parima.training.hyperparameters" in result.stderr
 
 
 def test_simulate_posts_samples_to_a_running_server(tmp_path):

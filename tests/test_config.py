@@ -51,6 +51,10 @@ def test_refit_config_environment_variable(tmp_path, monkeypatch):
         (lambda d: d["models"]["parima"].pop("target"), "models.parima.target"),
         (lambda d: d["models"].update({"Bad Name": d["models"]["parima"]}), "models.Bad Name"),
         (lambda d: d["models"].update({"models": d["models"]["parima"]}), "models.models"),
+        (lambda d: d["models"]["parima"]["training"].update(hyperparameters={"colour": "red"}),
+         "models.parima.training.hyperparameters"),
+        (lambda d: d["models"]["parima"]["training"].update(tuning={"method": "grid", "searchSpace": {"nope": [1]}}),
+         "models.parima.training.tuning.searchSpace"),
     ],
 )
 def test_bad_config_stops_the_start_naming_the_key(tmp_path, change, named):
