@@ -17,7 +17,6 @@ from flask import Flask, request
 from . import errors, observability, options
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
-from .jobs import TERMINAL
 from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
@@ -90,8 +89,11 @@ def shutdown(app: Flask, timeout: float = 20.0) -> None:
         log.info("shutting down: cancelling job %s of %s", job.job_id, job.model)
         job.cancel_requested.set()
     deadline = time.monotonic() + timeout
-    while any(job.status not in TERMINAL for job in running) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for job in running:
+        # wait for the whole job, not its status: the status turns terminal just before the
+        # final record is written, and exiting in between would leave that record 'running'
+        if not job.done.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("shutting down: job %s of %s did not stop within %g s", job.job_id, job.model, timeout)
     state.notifier.drain(timeout=max(0.0, min(5.0, deadline - time.monotonic())))
 
 

@@ -54,6 +54,8 @@ class Job:
     error: dict[str, Any] | None = None
     pid: int = field(default_factory=os.getpid)
     cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    # set once the runner is completely done with the job, its final record on disk included
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
     on_change: Callable[[Job, bool], None] = field(default=lambda job, final: None, repr=False)
     cancel_marker: Path | None = field(default=None, repr=False)
     _outcome: tuple[str, dict[str, Any] | None, dict[str, Any] | None] | None = field(default=None, repr=False)
@@ -206,8 +208,11 @@ class JobRunner:
             with self._guard:
                 self._current = None
             # only now is the job seen to end, so whoever sees it end can start the next one at once
-            job.conclude()
-            self._prune()
+            try:
+                job.conclude()
+                self._prune()
+            finally:
+                job.done.set()
 
     def _save(self, job: Job, final: bool) -> None:
         now = time.monotonic()

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import requests
 
-from backend import create_app, demo
+from backend import create_app, demo, shutdown
 from tests.helpers import history_events, train_over_http, wait_job, wait_until, write_config, write_samples
 
 ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
@@ -159,8 +159,23 @@ def test_sigterm_cancels_training_and_exits_cleanly(tmp_path, servers):
         codes = [f.result().status_code for f in in_flight if not f.exception()]
     assert all(code == 201 for code in codes), (codes, server.output())
     record = json.loads((tmp_path / "ml_models" / "parima" / "jobs" / f"{job_id}.json").read_text())
-    assert record["status"] == "cancelled", (record, server.output())
+    assert record["status"] == "cancelled", (record["status"], record["stage"], server.output()[-2000:])
     assert history_events(tmp_path)[-1]["details"]["reason"] == "cancelled", history_events(tmp_path)[-3:]
+
+
+def test_shutdown_returns_only_once_the_job_record_is_final(tmp_path):
+    config = write_config(tmp_path, autoTrain=False)
+    write_samples(tmp_path / "data" / "samples.csv", 1500, seed=1)
+    app = create_app(config)
+    client = app.test_client()
+    job_id = client.post("/api/parima/train", json=SLOW_TRAINING).json["job_id"]
+    wait_until(lambda: client.get(f"/api/parima/jobs/{job_id}").json["stage"] != "queued", timeout=30,
+               what="the job to start")
+    shutdown(app)
+    # check straight away: the process would exit here, so a job thread still writing would be cut off
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("refit-job-")]
+    record = json.loads((tmp_path / "ml_models" / "parima" / "jobs" / f"{job_id}.json").read_text())
+    assert record["status"] == "cancelled" and record["error"]["reason"] == "cancelled"
 
 
 def test_a_training_over_its_timeout_is_stopped(tmp_path):
