@@ -81,32 +81,56 @@ def to_native(value: Any) -> Any:
     return value
 
 
-def rows_to_frame(rows: list[dict[str, Any]], numeric: tuple[str, ...], categorical: tuple[str, ...]) -> pd.DataFrame:
-    """Build the frame a pipeline was fitted on straight from validated rows: float columns, text columns."""
-    columns: dict[str, np.ndarray] = {}
-    for name in numeric:
-        columns[name] = np.array([row.get(name) for row in rows], dtype=float)  # None becomes NaN
+def columns_of(rows: list[dict[str, Any]], numeric: tuple[str, ...], categorical: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """One array per feature from checked rows: floats (NaN for missing) and text (NaN for missing)."""
+    columns = {name: np.array([row.get(name) for row in rows], dtype=float) for name in numeric}
     for name in categorical:
-        values = [row.get(name) for row in rows]
-        columns[name] = np.array([np.nan if v is None else v if isinstance(v, str) else str(v) for v in values],
-                                 dtype=object)
-    return pd.DataFrame(columns, columns=list(numeric + categorical))
+        columns[name] = text_column([v if v is None or isinstance(v, str) else str(v) for v in (row.get(name) for row in rows)])
+    return columns
+
+
+def text_column(values: list[str | None]) -> np.ndarray:
+    """A categorical column as the pipeline was fitted on it: text, NaN where missing."""
+    return np.array([np.nan if v is None else v for v in values], dtype=object)
+
+
+def frame_of(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
+    """The frame a pipeline was fitted on; all-float columns become one block without a per-column copy."""
+    arrays = [columns[name] for name in names]
+    if all(a.dtype == np.float64 for a in arrays):
+        return pd.DataFrame(np.column_stack(arrays), columns=list(names))
+    return pd.DataFrame(dict(zip(names, arrays)), columns=list(names))
+
+
+def rows_to_frame(rows: list[dict[str, Any]], numeric: tuple[str, ...], categorical: tuple[str, ...]) -> pd.DataFrame:
+    """Build the frame a pipeline was fitted on straight from checked rows."""
+    return frame_of(columns_of(rows, numeric, categorical), numeric + categorical)
 
 
 def predict_frame(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Predict a prepared frame; a classifier runs once and predicts the class of highest probability."""
     if task != "classification" or not hasattr(pipeline, "predict_proba"):
-        return [to_native(p) for p in pipeline.predict(frame)], None
+        return _native_list(pipeline.predict(frame)), None
     classes = pipeline.classes_
     matrix = pipeline.predict_proba(frame)
     labels = [str(to_native(c)) for c in classes]
-    predictions = [to_native(classes[i]) for i in matrix.argmax(axis=1)]
-    return predictions, [{label: float(p) for label, p in zip(labels, row)} for row in matrix]
+    return _native_list(classes[matrix.argmax(axis=1)]), [dict(zip(labels, row)) for row in matrix.tolist()]
+
+
+def _native_list(values: np.ndarray) -> list[Any]:
+    if values.dtype.kind == "f" and np.isfinite(values).all() or values.dtype.kind in "iub":
+        return values.tolist()
+    return [to_native(v) for v in values]
+
+
+def predict_columns(served: ServedModel, columns: dict[str, np.ndarray]) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Predict checked feature columns; return predictions and, for classifiers, probabilities keyed by class label text."""
+    return predict_frame(served.pipeline, frame_of(columns, served.features), served.task)
 
 
 def predict_rows(served: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, float]] | None]:
-    """Predict validated rows; return predictions and, for classifiers, probabilities keyed by class label text."""
-    return predict_frame(served.pipeline, rows_to_frame(rows, served.numeric, served.categorical), served.task)
+    """Predict checked rows (as ``predict_columns``)."""
+    return predict_columns(served, columns_of(rows, served.numeric, served.categorical))
 
 
 def load_checked(path: Path, record: dict[str, Any]) -> Pipeline:

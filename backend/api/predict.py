@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, g, request
 
 from ..schemas import json_body, parse_predict
-from ..serving import predict_rows
+from ..serving import predict_columns
 from ..state import refit, runtime
 
 bp = Blueprint("predict", __name__)
@@ -15,9 +15,9 @@ def predict(model: str):
     rt = runtime(model)
     body = json_body(request, required=True)
     served = rt.require_served()  # read once: the whole request is answered by this version
-    kinds = {**dict.fromkeys(served.numeric, "numeric"), **dict.fromkeys(served.categorical, "categorical")}
-    rows, ignored, single = parse_predict(body, list(served.features), kinds, refit().config.security.max_batch_rows)
-    predictions, probabilities = predict_rows(served, rows)
+    columns, ignored, single = parse_predict(body, served.numeric, served.categorical,
+                                             refit().config.security.max_batch_rows)
+    predictions, probabilities = predict_columns(served, columns)
     g.model_version = served.version  # for the request log
     answer = {"model": model, "model_version": served.version}
     if single:
