@@ -17,6 +17,7 @@ from flask import Flask, request
 from . import errors, observability, options
 from .config import Config, ConfigError, load_config
 from .history import HistoryLog
+from .jsoncodec import OrjsonProvider
 from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
@@ -64,7 +65,7 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.security.max_request_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     app.extensions["refit"] = state
     errors.init_app(app)
     observability.init_app(app)

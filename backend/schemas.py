@@ -6,7 +6,6 @@ which row and field failed and why, in the 422 details.
 """
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from flask import Request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from . import jsoncodec
 from .config import SPLIT_STRATEGIES, PreprocessingSchema, TrainingWindow, TuningSchema
 from .tuning import CV_STRATEGIES
 from .errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
@@ -110,10 +110,6 @@ def load(schema: Schema, data: Any) -> dict[str, Any]:
         raise Invalid("The request failed validation", code="validation_error", details={"fields": exc.messages}) from None
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def json_body(request: Request, *, required: bool) -> Any:
     """Decode the body strictly: JSON content type, no NaN/Infinity; an empty optional body is {}."""
     raw = request.get_data(cache=True)
@@ -126,8 +122,8 @@ def json_body(request: Request, *, required: bool) -> Any:
         raise UnsupportedMedia("Send the body as JSON with Content-Type: application/json",
                                details={"content_type": request.content_type})
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
+        return jsoncodec.loads(raw)
+    except jsoncodec.DecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}", code="malformed_json") from None
 
 

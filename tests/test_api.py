@@ -74,10 +74,12 @@ def test_malformed_or_non_finite_json_is_400(trained_client, raw, status):
     assert_error(trained_client.post("/api/parima/predict", data=raw, content_type="application/json"), status)
 
 
-def test_out_of_range_numbers_are_422(trained_client):
-    for literal in ("1e999", "1" + "0" * 400):
+def test_out_of_range_numbers_are_refused_as_malformed(trained_client):
+    # a literal no double can hold is refused while decoding, like NaN and Infinity
+    for literal in ("1e999", "-1e999", "1" + "0" * 400):
         raw = json.dumps({"features": ROW}).replace('"deviceFPS": 72', f'"deviceFPS": {literal}')
-        assert_error(trained_client.post("/api/parima/predict", data=raw, content_type="application/json"), 422)
+        error = assert_error(trained_client.post("/api/parima/predict", data=raw, content_type="application/json"), 400)
+        assert error["code"] == "malformed_json" and "infinity" in error["message"]
 
 
 def test_wrong_content_type_and_shapes(trained_client):
