@@ -7,6 +7,8 @@ which row and field failed and why, in the 422 details.
 from __future__ import annotations
 
 import math
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -193,16 +195,15 @@ def parse_predict(body: Any, numeric: tuple[str, ...], categorical: tuple[str, .
     """
     rows, single = _rows_of(body, "features", "instances", max_rows)
     features = numeric + categorical
-    wanted = set(features)
-    if all(type(row) is dict and row.keys() >= wanted for row in rows):
-        columns = _columns_at_once(rows, numeric, categorical)
-        extra = {key for row in rows if len(row) != len(wanted) for key in row if key not in wanted}
-    else:
-        columns = None
+    columns = _columns_at_once(rows, numeric, categorical)
     if columns is None:
         checked, extra = _checked_rows(rows, features, {**dict.fromkeys(numeric, "numeric"),
                                                         **dict.fromkeys(categorical, "categorical")})
-        columns = columns_of(checked, numeric, categorical)
+        return columns_of(checked, numeric, categorical), sorted(extra), single
+    extra: set[str] = set()
+    if sum(map(len, rows)) != len(rows) * len(features):  # every feature is there, so a longer row has extras
+        wanted = set(features)
+        extra = {key for row in rows for key in row if key not in wanted}
     return columns, sorted(extra), single
 
 
@@ -210,27 +211,43 @@ _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 _PLAIN_TEXT = frozenset({str, type(None)})
 
 
-def _columns_at_once(rows: list[dict[str, Any]], numeric: tuple[str, ...],
+def _columns_at_once(rows: list[Any], numeric: tuple[str, ...],
                      categorical: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """Columns of well-typed rows, or None when any cell needs the cell-by-cell check."""
+    """Columns of well-formed rows, or None when any row or cell needs the cell-by-cell check."""
+    try:
+        numbers = _cells(rows, numeric)
+        texts = _cells(rows, categorical)
+    except (KeyError, TypeError, IndexError):  # a missing feature, or a row that is not an object
+        return None
+    if not all(type(row) is dict for row in rows):
+        return None
     columns: dict[str, np.ndarray] = {}
-    for name in numeric:
-        values = [row[name] for row in rows]
-        if not set(map(type, values)) <= _PLAIN_NUMBERS:
-            return None
+    if numeric:
+        if not set(map(type, chain.from_iterable(numbers))) <= _PLAIN_NUMBERS:
+            return None  # booleans and numeric text have their own rules
         try:
-            column = np.array(values, dtype=float)  # None becomes NaN, imputed like a missing value
+            block = np.array(numbers, dtype=float)  # None becomes NaN, imputed like a missing value
         except OverflowError:
             return None
-        if np.isinf(column).any():
+        if np.isinf(block).any():
             return None
-        columns[name] = column
-    for name in categorical:
-        values = [row[name] for row in rows]
+        columns.update((name, block[:, i]) for i, name in enumerate(numeric))
+    for i, name in enumerate(categorical):
+        values = [cells[i] for cells in texts]
         if not set(map(type, values)) <= _PLAIN_TEXT:
             return None
         columns[name] = text_column(values)
     return columns
+
+
+def _cells(rows: list[Any], names: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Each row's values for ``names``, in order; KeyError if one is missing."""
+    if not names:
+        return []
+    getter = itemgetter(*names)
+    if len(names) == 1:
+        return [(value,) for value in map(getter, rows)]
+    return list(map(getter, rows))
 
 
 def _checked_rows(rows: list[Any], features: tuple[str, ...], kinds: dict[str, str]) -> tuple[list[dict], set[str]]:

@@ -49,6 +49,16 @@ def test_null_is_imputed_numeric_strings_accepted_extras_listed(trained_client):
     assert answer.json["ignored_features"] == ["decisionLOD", "userAgent"]
 
 
+def test_fast_and_cell_by_cell_checks_answer_alike(trained_client):
+    rows = [{**ROW, "deviceFPS": 30 + i, "deviceCPULoad": None if i == 1 else 0.1 * i} for i in range(4)]
+    rows[2]["note"] = "extra"
+    plain = trained_client.post("/api/parima/predict", json={"instances": rows}).json  # column-at-a-time path
+    texty = [dict(r) for r in rows]
+    texty[3]["deviceFPS"] = str(texty[3]["deviceFPS"])  # numeric text sends the whole batch cell by cell
+    slow = trained_client.post("/api/parima/predict", json={"instances": texty}).json
+    assert plain == slow and plain["ignored_features"] == ["note"]
+
+
 @pytest.mark.parametrize(
     "features, field",
     [
