@@ -33,6 +33,7 @@ from .registry import ARTIFACT
 from .serving import ArtifactError, load_artifact, predict_frame, to_native
 
 CHECK_ROWS = 5
+TRAINING_NICENESS = 19  # the lowest CPU priority: a training yields the CPU to requests
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,13 @@ def _child(spec: TrainingSpec, conn: Any) -> None:
         conn.send(message)
 
     try:
+        # Predictions come first: at the lowest CPU priority the fit takes only what serving leaves
+        # idle (threads started below inherit it), so it slows down under load instead of the requests.
+        os.nice(TRAINING_NICENESS)
+        # The parent starts this process as a daemon (so it dies with the parent), and joblib refuses
+        # to run parallel loops in a daemon: nJobs > 1 silently became 1. Inside this process the flag
+        # only decides whether it may parallelise; the parent still owns and kills it.
+        multiprocessing.current_process().daemon = False
         # nJobs bounds the CPU a training takes: estimator n_jobs, and the BLAS/OpenMP pools underneath
         with threadpool_limits(limits=spec.options["n_jobs"]):
             send("result", train_candidate(spec, send))
