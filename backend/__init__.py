@@ -14,14 +14,16 @@ from pathlib import Path
 
 from flask import Flask, request
 
-from . import errors, observability, options
-from .config import Config, ConfigError, load_config
+from . import errors, observability, retrain
+from .config import Config, load_config
+from .errors import ConfigError
 from .history import HistoryLog
 from .jsoncodec import OrjsonProvider
 from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
+from .watcher import RegistryWatcher
 from .state import Refit, refit
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,10 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
     notifier = Notifier(config.storage.data_dir / "notifications.jsonl", settings.webhook_url, keep=settings.keep,
                         timeout_seconds=settings.webhook_timeout_seconds, attempts=settings.webhook_attempts)
     for name, model in config.models.items():
-        try:
-            options.effective(model, {})  # what the schema cannot see: parameter names, installed packages
-        except errors.Invalid as exc:
-            field = exc.details.get("field", "")
-            key = options.CONFIG_KEYS.get(field, field)
-            raise ConfigError(f"{config.path}: models.{name}.training.{key}: {exc.message}") from None
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
-        runtimes[name] = ModelRuntime(model, config.storage, history, notifier, metrics)
+        runtimes[name] = ModelRuntime(model, config.storage, history, notifier, retrain.run_job, metrics,
+                                      base_dir=config.path.parent)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
@@ -61,20 +58,22 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
     state = build_state(config, Metrics())
     for rt in state.runtimes.values():
         rt.recover()
-        rt.load_active()
+        rt.slot.start()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.security.max_request_bytes
     app.json = OrjsonProvider(app)
     app.extensions["refit"] = state
-    errors.init_app(app)
     observability.init_app(app)
     app.before_request(_check_api_key)
 
-    from .api import register
+    from .api import handlers, register
 
+    handlers.init_app(app)
     register(app)
     if start_scheduler:
+        state.watcher = RegistryWatcher(rt.slot for rt in state.runtimes.values())
+        state.watcher.start()
         state.scheduler = TrainingScheduler(state.runtimes, config.storage.data_dir)
         state.scheduler.start()
     return app
@@ -85,6 +84,8 @@ def shutdown(app: Flask, timeout: float = 20.0) -> None:
     state: Refit = app.extensions["refit"]
     if state.scheduler is not None:
         state.scheduler.shutdown()
+    if state.watcher is not None:
+        state.watcher.stop()
     running = [rt.runner.current for rt in state.runtimes.values() if rt.runner.current is not None]
     for job in running:
         log.info("shutting down: cancelling job %s of %s", job.job_id, job.model)

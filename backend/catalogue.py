@@ -34,6 +34,8 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from .errors import CatalogueError
+
 Factory = Callable[[int, int], BaseEstimator]  # (random_state, n_jobs) -> estimator
 
 _CLASSIFIERS: dict[str, Factory] = {
@@ -95,15 +97,6 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "xgboost": {"n_estimators": [100, 300], "learning_rate": [0.03, 0.1, 0.3], "max_depth": [3, 6]},
     "lightgbm": {"n_estimators": [100, 300], "learning_rate": [0.03, 0.1, 0.3], "num_leaves": [15, 31, 63]},
 }
-
-
-class CatalogueError(ValueError):
-    """An algorithm or parameter that cannot be used; ``field`` names the option at fault."""
-
-    def __init__(self, message: str, field: str = "model_type", package: str | None = None):
-        super().__init__(message)
-        self.field = field
-        self.package = package
 
 
 def algorithms(task: str) -> list[str]:

@@ -16,14 +16,11 @@ import time
 from typing import Any, Sequence
 
 from . import lifecycle
-from .config import Config, ConfigError, load_config
-from .errors import RefitError
+from .config import Config, load_config
+from .errors import CommandError, RefitError
+from .status import of as model_status
 
 log = logging.getLogger("backend")
-
-
-class CommandError(Exception):
-    """A command could not do its work; the message is printed as the one-line error."""
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -103,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if rt is None:
             raise CommandError(f"no model named '{name}' in the config (have: {', '.join(state.runtimes)})")
         rt.recover()
-        rt.load_active()
+        rt.slot.start()
         try:
             jobs[name] = rt.submit_training("manual", options)
         except RefitError as exc:
@@ -148,10 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if name not in state.runtimes:
             raise CommandError(f"no model named '{name}' in the config")
         rt = state.runtimes[name]
-        status = rt.status()
-        status["active_version"] = rt.registry.state()["active"]
-        status["recent_training_history"] = status["recent_training_history"][-3:]
-        out[name] = status
+        found = model_status(rt)
+        out[name] = {**found.training(rt.history.tail(model=name, limit=3)), "active_version": found.registry_active}
     print(json.dumps(out if len(out) > 1 else out[names[0]], indent=2))
     return 0
 
@@ -342,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ConfigError, CommandError, RefitError) as exc:
+    except RefitError as exc:  # ConfigError and CommandError included
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

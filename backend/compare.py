@@ -1,14 +1,11 @@
 """Compare versions side by side: as recorded, or re-scored on a held-out split of today's data."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import evaluation, training
-from .errors import Invalid
-from .serving import ArtifactError
-
-if TYPE_CHECKING:
-    from .runtime import ModelRuntime
+from .errors import ArtifactError
+from .runtime import ModelRuntime
 
 _RECORDED = ("version", "status", "created_at", "algorithm", "metric", "metrics", "n_samples", "n_test_samples", "trigger")
 
@@ -20,18 +17,15 @@ def compare(rt: ModelRuntime, versions: list[str], evaluate_on: str) -> dict[str
     if evaluate_on != "current":
         return answer
     _, offset = rt.store.snapshot()
-    try:
-        frame, _ = training.read_samples(rt.store.path, offset)
-        data = training.prepare(frame, rt.config.target, list(rt.config.features or []) or None, rt.config.task)
-    except training.DataQualityError as exc:
-        raise Invalid(f"Today's data cannot score versions: {exc}", code="data_quality",
-                      details={"problem": exc.problem, "report": exc.report}) from None
-    _, X_test, _, y_test = training.split(data, rt.config.training.test_size, rt.config.training.random_state)
-    metric = rt.config.training.metric or evaluation.DEFAULT_METRIC[data.task]
+    frame, _ = training.read_samples(rt.store.path, offset)  # a DataQualityError is the 422 it should be
+    data = training.prepare(frame, rt.config.target, list(rt.config.features or []) or None, rt.config.task)
+    settings = rt.config.training.options
+    _, X_test, _, y_test = training.split(data, settings.test_size, settings.random_state)
+    metric = settings.metric or evaluation.DEFAULT_METRIC[data.task]
     scores: dict[str, Any] = {}
     for record in records:
         try:
-            _, pipeline = rt.load_version(record["version"])
+            _, pipeline = rt.slot.load(record["version"])
             scores[record["version"]] = evaluation.evaluate(pipeline, X_test, y_test, data.task)
         except (ArtifactError, ValueError, KeyError, TypeError) as exc:
             scores[record["version"]] = {"error": str(exc)}

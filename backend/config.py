@@ -13,21 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from . import catalogue, preprocessing
-from .tuning import CV_STRATEGIES, METHODS as TUNING_METHODS
+from . import options
+from .errors import ConfigError, Invalid
+from .options import OptionsSchema, TrainingOptions
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 RESERVED_NAMES = frozenset({"models", "datasets", "notifications"})
 TASKS = ("classification", "regression")
-CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("r2", "rmse", "mae", "mape")
-SPLIT_STRATEGIES = ("random", "time")
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the key at fault."""
 
 
 @dataclass(frozen=True)
@@ -60,28 +54,15 @@ class NotificationsConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """A model's ``training`` block: when to train, where its files are, and the options each training runs with."""
+
     log_file: Path
     training_log_file: Path
+    options: TrainingOptions = field(default_factory=TrainingOptions)
     auto_train: bool = True
     auto_train_interval_hours: float = 24.0
     min_samples_for_training: int = 100
-    model_type: str = "random_forest"
-    metric: str | None = None
-    min_improvement: float = 0.0
-    test_size: float = 0.2
-    random_state: int = 42
-    timeout_seconds: float = 3600.0
-    n_jobs: int = 1
     keep_versions: int = 20
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    candidates: tuple[str, ...] | None = None
-    tuning: dict[str, Any] = field(default_factory=dict)
-    preprocessing: dict[str, Any] = field(default_factory=dict)
-    split_strategy: str = "random"
-    cv_strategy: str | None = None
-    training_window: str | int = "all"
-    plots: bool = True
-    cross_validate: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,14 +84,8 @@ class Config:
     models: dict[str, ModelConfig]
 
 
-class _Strict(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-def _defaults(schema: type[Schema]):
-    """An absent section means every option at its default (marshmallow would otherwise give {})."""
-    return lambda: schema().load({})
+_Strict = options.Strict
+_defaults = options._defaults
 
 
 class _ServerSchema(_Strict):
@@ -142,51 +117,9 @@ class _NotificationsSchema(_Strict):
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
 
 
-class TuningSchema(_Strict):
-    """``training.tuning``; also a ``POST /train`` override."""
+class _TrainingSchema(OptionsSchema):
+    """``models.<m>.training``: the training options plus when to train and where the files are."""
 
-    method = fields.String(load_default="none", validate=validate.OneOf(TUNING_METHODS))
-    n_iter = fields.Integer(load_default=20, strict=True, validate=validate.Range(min=1, max=10_000))
-    cv = fields.Integer(load_default=5, strict=True, validate=validate.Range(min=2, max=20))
-    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=None, allow_none=True,
-                                   validate=validate.Range(min=1))
-    search_space = fields.Dict(data_key="searchSpace", keys=fields.String(), load_default=None, allow_none=True)
-
-    @validates_schema
-    def _space(self, data: dict, **_: Any) -> None:
-        for name, spec in (data.get("search_space") or {}).items():
-            ok_list = isinstance(spec, list) and len(spec) > 0
-            ok_range = (isinstance(spec, dict) and set(spec) <= {"low", "high", "log"} and {"low", "high"} <= set(spec)
-                        and all(isinstance(spec[k], (int, float)) and not isinstance(spec[k], bool) for k in ("low", "high"))
-                        and spec["low"] < spec["high"])
-            if not (ok_list or ok_range):
-                raise ValidationError({name: ["give a non-empty list of values or {\"low\", \"high\", \"log\"}"]},
-                                      "searchSpace")
-
-
-class PreprocessingSchema(_Strict):
-    """``training.preprocessing``; also a ``POST /train`` override."""
-
-    missing_values = fields.String(data_key="missingValues", load_default="median",
-                                   validate=validate.OneOf(preprocessing.MISSING))
-    outliers = fields.String(load_default="none", validate=validate.OneOf(preprocessing.OUTLIERS))
-    scaling = fields.String(load_default="standard", validate=validate.OneOf(preprocessing.SCALING))
-    encoding = fields.String(load_default="onehot", validate=validate.OneOf(preprocessing.ENCODING))
-    feature_selection = fields.String(data_key="featureSelection", load_default="none",
-                                      validate=validate.OneOf(preprocessing.SELECTION))
-    k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1))
-
-
-class TrainingWindow(fields.Field):
-    """``"all"`` or a positive number of newest rows."""
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str | int:
-        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 10):
-            return value
-        raise ValidationError('must be "all" or a number of newest rows (at least 10)')
-
-
-class _TrainingSchema(_Strict):
     auto_train = fields.Boolean(data_key="autoTrain", load_default=True)
     auto_train_interval_hours = fields.Float(
         data_key="autoTrainIntervalHours", load_default=24.0, validate=validate.Range(min=0.0001, max=24 * 365)
@@ -195,27 +128,8 @@ class _TrainingSchema(_Strict):
         data_key="minSamplesForTraining", load_default=100, strict=True, validate=validate.Range(min=1)
     )
     log_file = fields.String(data_key="logFile", load_default=None)
-    model_type = fields.String(data_key="modelType", load_default="random_forest")
     training_log_file = fields.String(data_key="trainingLogFile", load_default=None)
-    metric = fields.String(load_default=None, allow_none=True)
-    min_improvement = fields.Float(data_key="minImprovement", load_default=0.0, validate=validate.Range(min=0.0))
-    test_size = fields.Float(
-        data_key="testSize", load_default=0.2, validate=validate.Range(min=0.05, max=0.5)
-    )
-    random_state = fields.Integer(data_key="randomState", load_default=42, strict=True)
-    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=3600.0, validate=validate.Range(min=1))
-    n_jobs = fields.Integer(data_key="nJobs", load_default=1, strict=True, validate=validate.Range(min=1, max=64))
     keep_versions = fields.Integer(data_key="keepVersions", load_default=20, strict=True, validate=validate.Range(min=2))
-    hyperparameters = fields.Dict(keys=fields.String(), load_default=dict)
-    candidates = fields.List(fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1, max=12))
-    tuning = fields.Nested(TuningSchema, load_default=_defaults(TuningSchema))
-    preprocessing = fields.Nested(PreprocessingSchema, load_default=_defaults(PreprocessingSchema))
-    split_strategy = fields.String(data_key="splitStrategy", load_default="random", validate=validate.OneOf(SPLIT_STRATEGIES))
-    cv_strategy = fields.String(data_key="cvStrategy", load_default=None, allow_none=True,
-                                validate=validate.OneOf(CV_STRATEGIES))
-    training_window = TrainingWindow(data_key="trainingWindow", load_default="all")
-    plots = fields.Boolean(load_default=True)
-    cross_validate = fields.Boolean(data_key="crossValidate", load_default=False)
 
 
 class _ModelSchema(_Strict):
@@ -234,22 +148,9 @@ class _ModelSchema(_Strict):
                 raise ValidationError("lists a feature twice", "features")
             if data["target"] in features:
                 raise ValidationError("must not contain the target column", "features")
-        training = data.get("training") or {}
-        task = data.get("task")
-        metric = training.get("metric")
-        allowed_metrics = {
-            "classification": CLASSIFICATION_METRICS,
-            "regression": REGRESSION_METRICS,
-            None: CLASSIFICATION_METRICS + REGRESSION_METRICS,
-        }[task]
-        if metric is not None and metric not in allowed_metrics:
-            raise ValidationError({"metric": [f"must be one of {', '.join(allowed_metrics)}"]}, "training")
-        allowed_types = catalogue.algorithms(task) if task else catalogue.all_algorithms()
-        if training.get("model_type", "random_forest") not in allowed_types:
-            raise ValidationError({"modelType": [f"must be one of {', '.join(allowed_types)}"]}, "training")
-        unknown = [c for c in training.get("candidates") or [] if c not in allowed_types or c in catalogue.ENSEMBLES]
-        if unknown:
-            raise ValidationError({"candidates": [f"not algorithms: {', '.join(unknown)}"]}, "training")
+
+
+_SCHEDULE_FIELDS = ("auto_train", "auto_train_interval_hours", "min_samples_for_training", "keep_versions")
 
 
 class _ConfigSchema(_Strict):
@@ -323,12 +224,20 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         training = dict(spec["training"])
         log_file = training.pop("log_file") or str(storage.data_dir / f"{name}.csv")
         history_file = training.pop("training_log_file") or str(storage.data_dir / "training_logs" / "training_history.log")
+        schedule = {key: training.pop(key) for key in _SCHEDULE_FIELDS}
+        chosen = options.build(training)
+        try:
+            options.check(chosen, spec["task"])  # what the schema cannot see: parameter names, installed packages
+        except Invalid as exc:
+            key = options.config_key(exc.details.get("field", ""))
+            raise ConfigError(f"{config_file}: models.{name}.training.{key}: {exc.message}") from None
         models[name] = ModelConfig(
             name=name,
             task=spec["task"],
             target=spec["target"],
             features=tuple(spec["features"]) if spec["features"] is not None else None,
-            training=TrainingConfig(log_file=resolve(log_file), training_log_file=resolve(history_file), **training),
+            training=TrainingConfig(log_file=resolve(log_file), training_log_file=resolve(history_file), options=chosen,
+                                    **schedule),
         )
     return Config(
         path=config_file.resolve(),

@@ -26,13 +26,13 @@ FOLDER = "datasets"
 
 
 def dataset_path(data_dir: Path, dataset_id: str) -> str:
-    """The CSV of ``dataset_id``, relative to the data folder; 404 when there is none."""
+    """The CSV of ``dataset_id`` (inside the data folder); 422 for a malformed id in a body, 404 when there is none."""
     if not DATASET_ID.match(str(dataset_id)):
         raise Invalid(f"'{dataset_id}' is not a dataset id", code="invalid_dataset_id", details={"field": "dataset_id"})
     relative = f"{FOLDER}/{dataset_id}.csv"
     if not (data_dir / relative).is_file():
         raise NotFound(f"No dataset '{dataset_id}'", code="dataset_not_found", details={"dataset_id": dataset_id})
-    return relative
+    return str(data_dir / relative)
 
 
 def _parse(filename: str, payload: bytes) -> pd.DataFrame:
@@ -101,8 +101,10 @@ def listing(data_dir: Path) -> list[dict[str, Any]]:
 
 
 def details(data_dir: Path, dataset_id: str) -> dict[str, Any]:
-    """A dataset's description plus statistics of its numeric columns."""
-    path = data_dir / dataset_path(data_dir, dataset_id)
+    """A dataset's description plus statistics of its numeric columns; 404 for an unknown or malformed id."""
+    if not DATASET_ID.match(dataset_id):  # on its own GET route a malformed id names no dataset: 404, as for versions
+        raise NotFound(f"No dataset '{dataset_id[:100]}'", code="dataset_not_found", details={"dataset_id": dataset_id[:100]})
+    path = Path(dataset_path(data_dir, dataset_id))
     info = json.loads(path.with_suffix(".json").read_text())
     frame = pd.read_csv(path, encoding="utf-8-sig")
     numeric = frame.select_dtypes("number")

@@ -43,7 +43,7 @@ class Job:
     job_id: str
     model: str
     trigger: str
-    options: dict[str, Any]
+    options: Any  # what the run function needs (a TrainingRequest); recorded through its to_dict()
     status: str = "queued"
     progress: int = 0
     stage: str = "queued"
@@ -74,6 +74,11 @@ class Job:
         """Record the outcome; the runner publishes it once the model's training lock is free again."""
         self._outcome = (status, result, error)
 
+    @property
+    def has_outcome(self) -> bool:
+        """Whether ``finish`` has recorded the job's outcome."""
+        return self._outcome is not None
+
     def recorded(self) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
         """The outcome ``finish`` recorded (a job that recorded none has failed)."""
         return self._outcome or ("failed", None, {"reason": "error", "message": "the job ended without a result"})
@@ -100,7 +105,7 @@ class Job:
             "job_id": self.job_id,
             "model": self.model,
             "trigger": self.trigger,
-            "options": self.options,
+            "options": self.options.to_dict() if hasattr(self.options, "to_dict") else self.options,
             "status": self.status,
             "progress": self.progress,
             "stage": self.stage,
@@ -148,10 +153,10 @@ class JobRunner:
             os.close(fd)  # also drops the lock if we took it
         return None
 
-    def submit(self, trigger: str, options: dict[str, Any] | None = None, *, wait: bool = False) -> Job:
+    def submit(self, trigger: str, options: Any = None, *, wait: bool = False) -> Job:
         """Start a job in the background (or in this thread when ``wait``); 409 if one is running anywhere."""
         job_id = uuid.uuid4().hex[:12]
-        job = Job(job_id=job_id, model=self.model, trigger=trigger, options=dict(options or {}),
+        job = Job(job_id=job_id, model=self.model, trigger=trigger, options=options,
                   on_change=self._save, cancel_marker=self._folder / f"{job_id}.cancel")
         with self._guard:
             if self._current is not None:

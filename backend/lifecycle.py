@@ -1,18 +1,15 @@
-"""Changing what a model serves: activate, roll back, and prune old artifacts.
+"""Changing what a model serves on an operator's word: activate, roll back; and pruning old artifacts.
 
-Every switch loads and checks the version first (outside the lock, so
-requests keep being answered by the current one), then commits the registry
-and swaps the served model together under the runtime's switch lock.
+The serving slot loads and checks the version, commits the registry and
+swaps the served model (``ServingSlot.activate``); this module decides which
+version may serve and writes the event a person reads.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import Conflict
-from .serving import ArtifactError, served_from_record
-
-if TYPE_CHECKING:
-    from .runtime import ModelRuntime
+from .errors import ArtifactError, Conflict
+from .runtime import ModelRuntime
 
 
 def activate(rt: ModelRuntime, version: str, *, force: bool = False) -> dict[str, Any]:
@@ -42,24 +39,22 @@ def _switch(rt: ModelRuntime, version: str, *, rollback: bool, forced: bool) -> 
         raise Conflict(f"Version '{version}' was pruned; its artifact no longer exists", code="version_pruned",
                        details={"version": version})
     try:
-        record, pipeline = rt.load_version(version)  # outside the lock: requests keep the current version meanwhile
+        previous = rt.slot.activate(version, rollback=rollback)
     except ArtifactError as exc:
-        raise Conflict(f"Version '{version}' cannot be served: {exc}", code="artifact_invalid",
-                       details={"version": version}) from None
-    with rt.switch_lock:
-        previous = rt.registry.activate(version, rollback=rollback)
-        rt.served = served_from_record(record, pipeline)
-    event = "MODEL_ROLLED_BACK" if rollback else "MODEL_ACTIVATED"
-    verb = "rolled back to" if rollback else "activated"
-    rt.record(event, f"Version {version} {verb}; it now serves",
-                {"version": version, "previous_version": previous, "forced": forced})
+        raise ArtifactError(f"Version '{version}' cannot be served: {exc.message}", details={"version": version}) from None
+    if rollback:
+        event, message = "MODEL_ROLLED_BACK", f"Rolled back from {previous or 'no version'} to {version}; {version} now serves"
+    else:
+        event, message = "MODEL_ACTIVATED", f"Version {version} activated and now serving (it replaces {previous or 'no version'})"
+    rt.record(event, message, {"version": version, "previous_version": previous, "forced": forced})
     return {"model": rt.name, "active_version": version, "previous_version": previous}
 
 
 def prune(rt: ModelRuntime) -> list[str]:
     """Apply ``keepVersions`` and log each pruned version."""
-    pruned = rt.registry.prune(rt.config.training.keep_versions)
+    keep = rt.config.training.keep_versions
+    pruned = rt.registry.prune(keep)
     for version in pruned:
-        rt.record("MODEL_PRUNED", f"Version {version} pruned (keepVersions={rt.config.training.keep_versions})",
-                    {"version": version})
+        rt.record("MODEL_PRUNED", f"Version {version} pruned: only the newest {keep} versions keep their artifacts "
+                  "(keepVersions)", {"version": version})
     return pruned

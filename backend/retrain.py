@@ -2,8 +2,14 @@
 
 The order matters for crash safety: the artifact is staged, the promoted one
 is loaded and checked, then the registry write commits it, and only then is
-the served model swapped. A crash before the commit leaves the old version
-active; the swap itself is one assignment that no request waits on.
+the served model swapped (``ServingSlot.promote``). A crash before the commit
+leaves the old version active.
+
+Every job that logged ``TRAINING_STARTED`` ends with exactly one of
+``TRAINING_COMPLETED``, ``TRAINING_FAILED`` or ``TRAINING_SKIPPED``, whatever
+raised, in the child or here. ``timeoutSeconds`` is wall-clock for the whole
+job, from its start to its decision: the budget is checked while the child
+runs and again before anything is committed.
 """
 from __future__ import annotations
 
@@ -11,38 +17,39 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
-from . import evaluation, lifecycle
+from . import evaluation, lifecycle, training_process
+from .candidate import Candidate, TrainingSpec
+from .errors import ArtifactError, TrainingFailed
 from .history import utc_now
-from .registry import ARTIFACT
-from .serving import ArtifactError, load_checked, served_from_record
-from .worker import TrainingFailed, TrainingSpec, run_in_subprocess
-
-if TYPE_CHECKING:
-    from .jobs import Job
-    from .runtime import ModelRuntime
+from .jobs import Job
+from .options import TrainingRequest
+from .runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
 
 def run_job(rt: ModelRuntime, job: Job) -> None:
-    """Run ``job`` for ``rt``; every outcome ends the job and is written to the history log."""
-    options = job.options
-    training = rt.config.training
-    csv_path = options.get("csv_path")
+    """Run ``job`` for ``rt``; every outcome ends the job and is written to the history log once."""
+    request: TrainingRequest = job.options
+    settings = request.options
+    started_at = rt.clock()
+
+    def seconds_left() -> float:
+        return settings.timeout_seconds - (rt.clock() - started_at)
+
     trained_rows: int | None = None
     limit: int | None = None
+    csv_path = request.csv_path
     if csv_path is None:
         trained_rows, limit = rt.store.snapshot()
         new = rt.new_since_training(trained_rows)
-        if not options.get("force") and new < training.min_samples_for_training:
+        if not request.force and new < rt.config.training.min_samples_for_training:
             _skip(rt, job, new, trained_rows)
             return
         csv_path = str(rt.store.path)
-    settings = options["training"]
-    model_type = settings["model_type"]
-    served = rt.current()
+    served = rt.slot.served
     active_record = rt.registry.version(served.version) if served else None
     staging = rt.registry.folder / ".staging" / job.job_id
     spec = TrainingSpec(
@@ -56,7 +63,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
     def log_started(n_rows: int) -> None:
         started["logged"] = True
         rt.record("TRAINING_STARTED", "Model training started", {
-            "csv_path": csv_path, "model_type": model_type, "n_samples": n_rows, "trigger": job.trigger,
+            "csv_path": csv_path, "model_type": settings.model_type, "n_samples": n_rows, "trigger": job.trigger,
             "job_id": job.job_id, "pid": os.getpid(),
         })
 
@@ -68,18 +75,32 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
 
     job.advance(2, "starting")
     try:
-        try:
-            result = run_in_subprocess(spec, on_message, job.cancelled, training.timeout_seconds)
-            if job.cancelled():
-                raise TrainingFailed("cancelled", "the job was cancelled")
-        except TrainingFailed as exc:
-            if not started["logged"]:
-                log_started(0)
-            _fail(rt, job, exc.reason, str(exc), exc.details)
-            return
-        _conclude(rt, job, result, staging, trained_rows if options.get("csv_path") is None else None, active_record)
+        candidate = training_process.run(spec, on_message, job.cancelled, seconds_left)
+        if job.cancelled():
+            raise TrainingFailed("cancelled", "the job was cancelled")
+        _conclude(rt, job, candidate, staging, trained_rows, active_record, seconds_left)
+    except TrainingFailed as exc:
+        if not started["logged"]:
+            log_started(0)
+        _fail(rt, job, exc.reason, _timeout_message(settings.timeout_seconds) if exc.reason == "timeout" else exc.message,
+              exc.details)
+    except Exception as exc:  # a failure after the child returned: the job still ends with TRAINING_FAILED
+        log.exception("concluding training job %s of %s failed", job.job_id, rt.name)
+        if not started["logged"]:
+            log_started(0)
+        if not job.has_outcome:
+            _fail(rt, job, "error", f"{type(exc).__name__}: {exc}", {})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _timeout_message(limit: float) -> str:
+    return f"the training exceeded its {limit:g} s timeout (timeoutSeconds bounds the whole job)"
+
+
+def _in_time(seconds_left: Callable[[], float]) -> None:
+    if seconds_left() <= 0:
+        raise TrainingFailed("timeout", "the job exceeded its time limit")
 
 
 def _skip(rt: ModelRuntime, job: Job, new: int, total: int) -> None:
@@ -94,75 +115,78 @@ def _skip(rt: ModelRuntime, job: Job, new: int, total: int) -> None:
 def _fail(rt: ModelRuntime, job: Job, reason: str, message: str, details: dict[str, Any]) -> None:
     if reason == "error":
         log.error("training of %s failed: %s\n%s", rt.name, message, details.get("traceback", ""))
-    rt.record("TRAINING_FAILED", f"Model training failed: {message}",
-                      {"error": message, "reason": reason, "job_id": job.job_id, "trigger": job.trigger,
-                       **{k: v for k, v in details.items() if k != "traceback"}})
+    public = {k: v for k, v in details.items() if k != "traceback"}
     job.finish("cancelled" if reason == "cancelled" else "failed",
-               error={"reason": reason, "message": message, "details": {k: v for k, v in details.items() if k != "traceback"}})
+               error={"reason": reason, "message": message, "details": public})
+    rt.record("TRAINING_FAILED", f"Model training failed: {message}",
+              {"error": message, "reason": reason, "job_id": job.job_id, "trigger": job.trigger, **public})
 
 
-def _conclude(rt: ModelRuntime, job: Job, result: dict[str, Any], staging: Path, trained_rows: int | None,
-              active_record: dict[str, Any] | None) -> None:
-    training = rt.config.training
+def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, trained_rows: int | None,
+              active_record: dict[str, Any] | None, seconds_left: Callable[[], float]) -> None:
+    options = job.options.options
     decision = evaluation.decide(
-        result["metric"], result["candidate_score"], result["active_score"], result["baseline_score"],
-        training.min_improvement, has_active=active_record is not None,
+        candidate.metric, candidate.candidate_score, candidate.active_score, candidate.baseline_score,
+        options.min_improvement, has_active=active_record is not None,
     )
-    record = _record(job, result, decision, active_record)
-    pipeline = None
+    record = _record(job, candidate, decision, active_record)
+    _in_time(seconds_left)
     if decision.promoted:
         job.advance(92, "verifying")
         try:
-            pipeline = load_checked(staging / ARTIFACT, result)
+            pipeline = rt.slot.verify_candidate(staging, record)
         except ArtifactError as exc:
-            record["status"], record["status_reason"] = "failed", str(exc)
+            _in_time(seconds_left)
+            record["status"], record["status_reason"] = "failed", exc.message
             version = rt.registry.add_version(staging, record, activate=False, trained_rows=trained_rows)
             rt.record("MODEL_LOAD_FAILED", f"Candidate {version['version']} failed its load check",
-                              {"version": version["version"], "error": str(exc), "job_id": job.job_id})
-            _fail(rt, job, "load_check", str(exc), {"version": version["version"]})
-            return
-    job.advance(96, "registering")
-    with rt.switch_lock:
-        version = rt.registry.add_version(staging, record, activate=decision.promoted, trained_rows=trained_rows)
-        if pipeline is not None:
-            rt.served = served_from_record(version, pipeline)  # the hot swap: one assignment
-    metric = result["metric"]
-    metrics = result["metrics"]
-    headline = "accuracy" if result["task"] == "classification" else "r2"
+                      {"version": version["version"], "error": exc.message, "job_id": job.job_id})
+            raise TrainingFailed("load_check", exc.message, {"version": version["version"]}) from None
+        _in_time(seconds_left)  # the last moment a late job can still be stopped: nothing is committed yet
+        job.advance(96, "registering")
+        version = rt.slot.promote(staging, record, pipeline, trained_rows)
+    else:
+        job.advance(96, "registering")
+        version = rt.registry.add_version(staging, record, activate=False, trained_rows=trained_rows)
+    metric, metrics = candidate.metric, candidate.metrics
+    result = {"version": version["version"], "promoted": decision.promoted, "metrics": metrics, "reason": decision.reason}
+    job.finish("completed", result=result)  # from here on the job has its outcome: what follows only reports it
+    headline = "accuracy" if candidate.task == "classification" else "r2"
     rt.record("TRAINING_COMPLETED", "Model training completed successfully", {
         headline: metrics.get(headline), metric: metrics.get(metric), "metric": metric,
-        "n_samples": result["n_samples"], "n_test_samples": result["n_test_samples"],
+        "n_samples": candidate.n_samples, "n_test_samples": candidate.n_test_samples,
         "model_path": version["model_path"], "version": version["version"], "promoted": decision.promoted,
-        "job_id": job.job_id, "training_seconds": result["training_seconds"],
+        "job_id": job.job_id, "training_seconds": candidate.training_seconds,
     })
     scores = {"metric": metric, "candidate": decision.candidate, decision.reference_kind: decision.reference,
               "active_version": active_record["version"] if active_record else None,
-              "min_improvement": training.min_improvement, "reason": decision.reason, "version": version["version"]}
+              "min_improvement": options.min_improvement, "reason": decision.reason, "version": version["version"]}
+    if candidate.active_score_error:
+        scores["active_score_error"] = candidate.active_score_error
     if decision.promoted:
         rt.record("MODEL_PROMOTED", f"Version {version['version']} promoted and now serving", scores)
     else:
         rt.record("MODEL_REJECTED", f"Version {version['version']} rejected; the active model stays", scores)
-    lifecycle.prune(rt)
-    job.finish("completed", result={"version": version["version"], "promoted": decision.promoted,
-                                    "metrics": metrics, "reason": decision.reason})
+    try:
+        lifecycle.prune(rt)
+    except OSError as exc:  # the new version is committed and logged; old artifacts stay for the next prune
+        log.warning("pruning old versions of %s failed: %s", rt.name, exc)
 
 
-def _record(job: Job, result: dict[str, Any], decision: evaluation.Decision,
+def _record(job: Job, candidate: Candidate, decision: evaluation.Decision,
             active_record: dict[str, Any] | None) -> dict[str, Any]:
-    keep = ("task", "algorithm", "model_type", "estimator", "params", "options", "metric", "metrics", "evaluation",
-            "cv", "selection", "tuning", "feature_importance", "plots", "data_quality", "n_samples", "n_test_samples",
-            "n_rows_read", "sha256", "training_seconds", "features", "numeric_features", "categorical_features",
-            "dtypes", "classes", "warnings", "library_versions", "check_rows", "check_predictions")
     return {
         "status": "ok" if decision.promoted else "rejected",
         "created_at": utc_now(),
-        **{k: result[k] for k in keep},
+        **candidate.record(),
         "trigger": job.trigger,
         "job_id": job.job_id,
         "promotion": {
             "promoted": decision.promoted, "reason": decision.reason, "metric": decision.metric,
-            "candidate_score": decision.candidate, "active_score": result["active_score"],
-            "baseline_score": result["baseline_score"],
+            "candidate_score": decision.candidate, "active_score": candidate.active_score,
+            "active_score_error": candidate.active_score_error,
+            "baseline_score": candidate.baseline_score,
             "active_version": active_record["version"] if active_record else None,
         },
     }
+

@@ -31,9 +31,6 @@ from .runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 0.5  # how often every worker checks the registry for versions changed elsewhere
-
-
 def job_id(model: str) -> str:
     return f"auto-train:{model}"
 
@@ -61,8 +58,7 @@ class TrainingScheduler:
         return self._leader_fd is not None
 
     def start(self) -> None:
-        """Lead if no other process does, else wait to take over; watch the registry either way."""
-        threading.Thread(target=self._watch, name="refit-registry-watch", daemon=True).start()
+        """Lead if no other process does, else wait to take over."""
         if self._retry_seconds is None:
             return
         if self._try_lead():
@@ -132,11 +128,6 @@ class TrainingScheduler:
         except (FileNotFoundError, ValueError):
             return None
 
-    def _watch(self) -> None:
-        while not self._stop.wait(WATCH_SECONDS):
-            for rt in self._runtimes.values():
-                rt.current()  # starts a background reload when another process changed the active version
-
     def shutdown(self) -> None:
         """Stop the checks and give up leadership."""
         self._stop.set()
@@ -153,7 +144,7 @@ class TrainingScheduler:
 
 def start_up(rt: ModelRuntime) -> None:
     """Train at once a model that has enough samples but no active version (trigger 'startup')."""
-    if rt.served is not None or rt.registry.state()["active"]:
+    if rt.slot.served is not None or rt.registry.state()["active"]:
         return
     _, new = rt.sample_counts()
     if new < rt.config.training.min_samples_for_training:

@@ -14,38 +14,42 @@ from typing import Any
 import numpy as np
 
 from flask import Request
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from . import jsoncodec
-from .config import SPLIT_STRATEGIES, PreprocessingSchema, TrainingWindow, TuningSchema
-from .tuning import CV_STRATEGIES
+from .options import OptionsSchema, Strict
 from .errors import BadRequest, Invalid, TooLarge, UnsupportedMedia
 from .serving import columns_of, text_column
 
 
-class _Strict(Schema):
-    """Unknown fields are a 422, not silently dropped."""
-
-    class Meta:
-        unknown = RAISE
+_Strict = Strict  # unknown fields are a 422, not silently dropped
 
 
-class TrainRequest(_Strict):
-    """``POST /api/<m>/train``: every training option of config.json may be overridden for one run."""
+# A request may spell an option as config.json does (camelCase) or as the PARIMA guide does (snake_case).
+_SNAKE_ALIASES = {name: f.data_key for name, f in OptionsSchema().fields.items() if f.data_key and f.data_key != name}
 
-    force = fields.Boolean(load_default=False)
-    csv_path = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=4096))
-    dataset_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
-    model_type = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
-    hyperparameters = fields.Dict(keys=fields.String(), load_default=None, allow_none=True)
-    candidates = fields.List(fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1, max=12))
-    tuning = fields.Nested(TuningSchema(partial=True), load_default=None, allow_none=True)
-    preprocessing = fields.Nested(PreprocessingSchema(partial=True), load_default=None, allow_none=True)
-    split_strategy = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SPLIT_STRATEGIES))
-    cv_strategy = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CV_STRATEGIES))
-    training_window = TrainingWindow(load_default=None, allow_none=True)
-    test_size = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.05, max=0.5))
-    metric = fields.String(load_default=None, allow_none=True)
+
+class TrainRequest(OptionsSchema):
+    """``POST /api/<m>/train``: any training option of config.json for this run, plus where the rows come from.
+
+    Loaded with ``partial=True``: an absent option keeps the model's configured value (``options.merge``).
+    """
+
+    force = fields.Boolean()
+    csv_path = fields.String(allow_none=True, validate=validate.Length(min=1, max=4096))
+    dataset_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=64))
+
+    @pre_load
+    def _aliases(self, data: Any, **_: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for snake, camel in _SNAKE_ALIASES.items():
+            if snake in out:
+                if camel in out:
+                    raise ValidationError(f"give {camel} or {snake}, not both", snake)
+                out[camel] = out.pop(snake)
+        return out
 
     @validates_schema
     def _one_source(self, data: dict, **_: Any) -> None:
@@ -91,7 +95,7 @@ class NotificationsQuery(_Strict):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
 
 
-train_request = TrainRequest()
+train_request = TrainRequest(partial=True)
 data_quality_request = DataQualityRequest()
 activate_request = ActivateRequest()
 rollback_request = RollbackRequest()

@@ -19,14 +19,11 @@ from sklearn.pipeline import Pipeline
 
 import sklearn
 
+from .errors import ArtifactError
 from .files import sha256_file
 
 
 log = logging.getLogger(__name__)
-
-
-class ArtifactError(Exception):
-    """An artifact is missing, does not match its recorded sha256, or will not load."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from .metrics import Metrics
 from .notifications import Notifier
 from .runtime import ModelRuntime
 from .scheduler import TrainingScheduler
+from .watcher import RegistryWatcher
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Refit:
     api_key: str | None
     metrics: Metrics | None = None
     scheduler: TrainingScheduler | None = None
+    watcher: RegistryWatcher | None = None
     openapi: dict[str, Any] | None = None
 
 

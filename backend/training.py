@@ -19,15 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from . import quality
-
-
-class DataQualityError(Exception):
-    """The data cannot train a model; ``problem`` is a stable short name."""
-
-    def __init__(self, problem: str, message: str, report: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.problem = problem
-        self.report = report or {}
+from .errors import DataQualityError
 
 
 @dataclass(frozen=True)

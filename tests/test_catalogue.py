@@ -2,6 +2,7 @@
 import importlib.util
 import io
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import joblib
@@ -10,9 +11,10 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from backend import catalogue, create_app
 from backend.config import load_config
-from backend.options import effective
+from backend.options import merge
+from backend.schemas import load, train_request
 from backend.serving import predict_frame, rows_to_frame
-from backend.worker import TrainingSpec, train_candidate
+from backend.candidate import TrainingSpec, train_candidate
 from tests.helpers import wait_job
 
 DATASETS = {
@@ -34,13 +36,13 @@ def dataset_config(tmp_path: Path, name: str, **training) -> Path:
 
 
 def run_in_process(tmp_path: Path, name: str, overrides: dict | None = None, **training) -> dict:
-    """Train with the worker's own function, in this process (the fast way to cover many options)."""
+    """Train with the training process's own function, in this process (the fast way to cover many options)."""
     config = load_config(dataset_config(tmp_path, name, **training))
     model = next(iter(config.models.values()))
     spec = TrainingSpec(model=model.name, csv_path=str(model.training.log_file), limit_bytes=None, target="target",
-                        features=None, task=model.task, options=effective(model, overrides or {}),
+                        features=None, task=model.task, options=merge(model.training.options, load(train_request, overrides or {})),
                         staging_dir=str(tmp_path / "staging"))
-    return train_candidate(spec, lambda *message: None)
+    return asdict(train_candidate(spec, lambda *message: None))
 
 
 def train(client, model, **body):

@@ -14,7 +14,7 @@ bp = Blueprint("predict", __name__)
 def predict(model: str):
     rt = runtime(model)
     body = json_body(request, required=True)
-    served = rt.require_served()  # read once: the whole request is answered by this version
+    served = rt.slot.require()  # read once: the whole request is answered by this version
     columns, ignored, single = parse_predict(body, served.numeric, served.categorical,
                                              refit().config.security.max_batch_rows)
     predictions, probabilities = predict_columns(served, columns)

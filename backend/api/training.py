@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ..errors import Invalid, RefitError
+from ..status import of as status_of
 from ..history import EVENT_TYPES
 from ..jobs import STATUSES
 from ..schemas import data_quality_request, history_query, jobs_query, json_body, load, train_all_request, train_request
@@ -15,8 +16,7 @@ bp = Blueprint("training", __name__)
 @bp.post("/api/<model>/train")
 def train(model: str):
     rt = runtime(model)
-    options = load(train_request, json_body(request, required=False))
-    job = rt.submit_training("manual", {k: v for k, v in options.items() if v is not None})
+    job = rt.submit_training("manual", load(train_request, json_body(request, required=False)))
     return {"success": True, "message": "Training started in background", "status": "training_in_progress",
             "job_id": job.job_id}, 202
 
@@ -44,7 +44,8 @@ def data_quality(model: str):
 def status(model: str):
     rt = runtime(model)
     scheduler = refit().scheduler
-    return {**rt.status(), "next_check_time": scheduler.next_run(model) if scheduler else None}
+    found = status_of(rt, scheduler.next_run(model) if scheduler else None)
+    return found.training(rt.history.tail(model=model, limit=10))
 
 
 @bp.get("/api/<model>/training/history")

@@ -1,44 +1,36 @@
-"""The training worker: a separate process that reads the data, fits, scores and saves a candidate.
+"""What a candidate is made of: read the rows, fit, score against the active version and a baseline, save.
 
-Fitting in another process keeps the GIL and the CPU of training away from
-request threads. Children come from a forkserver that has already imported
-scikit-learn and pandas, so a job starts in milliseconds rather than seconds,
-and the server's threads are never forked. The child reports over a pipe:
-
-    ("progress", percent, stage)   as it goes
-    ("loaded", n_rows)             once the CSV is read (the parent logs TRAINING_STARTED)
-    ("result", {...})              the candidate, its scores and the saved artifact
-    ("failed", problem, message, report)
+``train_candidate`` runs inside the training process (``training_process``)
+and returns a ``Candidate``: the saved artifact's facts, its scores and the
+active version's score on the same held-out rows. It has no Flask and no
+registry; the parent gates, registers and serves it.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
-import sys
 import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from . import catalogue, evaluation, plots, preprocessing, training, tuning
+from .errors import ArtifactError, CatalogueError, TrainingFailed
 from .files import sha256_file
+from .options import TrainingOptions
 from .registry import ARTIFACT
-from .serving import ArtifactError, load_artifact, predict_frame, to_native
+from .serving import load_artifact, predict_frame, to_native
 
 CHECK_ROWS = 5
-TRAINING_NICENESS = 19  # the lowest CPU priority: a training yields the CPU to requests
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """Everything the child needs; plain values so it pickles."""
+    """Everything the training process needs; plain values so it pickles."""
 
     model: str
     csv_path: str
@@ -46,19 +38,59 @@ class TrainingSpec:
     target: str
     features: tuple[str, ...] | None
     task: str | None
-    options: dict[str, Any]  # see options.effective
+    options: TrainingOptions
     staging_dir: str
     active_path: str | None = None
     active_sha256: str | None = None
 
 
-class TrainingFailed(Exception):
-    """The worker could not produce a candidate; ``reason`` is a short stable name."""
+@dataclass(frozen=True)
+class Candidate:
+    """A trained, saved candidate and how it scored; ``record()`` is what its version record keeps."""
 
-    def __init__(self, reason: str, message: str, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.details = details or {}
+    task: str
+    algorithm: str
+    model_type: str
+    estimator: str
+    params: dict[str, Any]
+    options: dict[str, Any]
+    metric: str
+    metrics: dict[str, Any]
+    evaluation: dict[str, Any]
+    cv: dict[str, Any] | None
+    selection: dict[str, Any] | None
+    tuning: dict[str, Any] | None
+    feature_importance: dict[str, Any] | None
+    plots: list[str]
+    data_quality: dict[str, Any]
+    candidate_score: float | None
+    active_score: float | None
+    active_score_error: str | None
+    baseline_score: float | None
+    n_rows_read: int
+    n_samples: int
+    n_test_samples: int
+    training_seconds: float
+    features: list[str]
+    numeric_features: list[str]
+    categorical_features: list[str]
+    dtypes: dict[str, str]
+    classes: list[Any] | None
+    warnings: list[str]
+    sha256: str
+    library_versions: dict[str, str]
+    check_rows: list[dict[str, Any]]
+    check_predictions: list[Any]
+
+    def record(self) -> dict[str, Any]:
+        """The fields a version record keeps (the scores go into its ``promotion`` block)."""
+        out = asdict(self)
+        for name in _SCORES:
+            out.pop(name)
+        return out
+
+
+_SCORES = ("candidate_score", "active_score", "active_score_error", "baseline_score")
 
 
 Report = Callable[..., None]
@@ -68,36 +100,36 @@ def _stage(send: Report, low: float, high: float) -> tuning.Progress:
     return lambda fraction, stage: send("progress", low + (high - low) * fraction, stage)
 
 
-def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
+def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     """Produce and save a candidate for ``spec``; raise DataQualityError or TrainingFailed."""
     opts = spec.options
-    random_state = opts["random_state"]
+    random_state = opts.random_state
     send("progress", 3, "loading")
     frame, skipped = training.read_samples(Path(spec.csv_path), spec.limit_bytes)
     send("loaded", len(frame))
     send("progress", 8, "checking data")
-    frame = training.window(frame, opts["training_window"])
+    frame = training.window(frame, opts.training_window)
     data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task,
-                            opts["test_size"])
-    prep = preprocessing.Preprocessing(**opts["preprocessing"])
+                            opts.test_size)
+    prep = opts.preprocessing
     if prep.missing_values == "drop":
         data = training.drop_incomplete(data)
-    metric = opts["metric"] or evaluation.DEFAULT_METRIC[data.task]
+    metric = opts.metric or evaluation.DEFAULT_METRIC[data.task]
     if metric not in evaluation.METRICS[data.task]:
         raise TrainingFailed("config", f"metric '{metric}' does not apply to a {data.task} target")
-    X_train, X_test, y_train, y_test = training.split(data, opts["test_size"], random_state, opts["split_strategy"])
+    X_train, X_test, y_train, y_test = training.split(data, opts.test_size, random_state, opts.split_strategy)
     steps = preprocessing.build(prep, data.numeric, data.categorical, data.task, random_state)
-    search = tuning.Tuning(**opts["tuning"])
-    cv_strategy = opts["cv_strategy"] or ("timeseries" if opts["split_strategy"] == "time" else None)
+    search = opts.tuning
+    cv_strategy = opts.cv_strategy or ("timeseries" if opts.split_strategy == "time" else None)
     cv = tuning.splitter(data.task, cv_strategy, search.cv, random_state, y_train)
     try:
         estimator, algorithm, selection, tuned = _choose(opts, data.task, metric, steps, X_train, y_train, cv, search,
                                                          send)
-    except catalogue.CatalogueError as exc:
+    except CatalogueError as exc:
         raise TrainingFailed("config", str(exc)) from None
 
     template = Pipeline(steps + [("model", estimator)])
-    if opts["cross_validate"] and not tuned and not (selection and "candidates" in selection):
+    if opts.cross_validate and not tuned and not (selection and "candidates" in selection):
         cross = tuning.cross_validate(template, X_train, y_train, data.task, metric, cv)
         selection = {"cross_validation": cross.to_dict()}
     send("progress", 65, "fitting")
@@ -118,7 +150,7 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
 
     staging = Path(spec.staging_dir)
     made: list[str] = []
-    if opts["plots"]:
+    if opts.plots:
         send("progress", 86, "plotting")
         made, problems = plots.render(pipeline, X_test, y_test, data.task, importance, staging / "plots")
         warnings += problems
@@ -137,13 +169,13 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
         cv_summary = {k: selection["candidates"][algorithm][k] for k in ("mean", "std", "folds")}
     elif selection and "cross_validation" in selection:
         cv_summary, selection = selection["cross_validation"], None
-    return {
+    return Candidate(**{
         "task": data.task,
         "algorithm": algorithm,
-        "model_type": opts["model_type"],
+        "model_type": opts.model_type,
         "estimator": type(estimator).__name__,
         "params": {k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
-        "options": opts,
+        "options": opts.to_dict(),
         "metric": metric,
         "metrics": metrics,
         "evaluation": evaluation.details(pipeline, X_test, y_test, data.task),
@@ -177,20 +209,20 @@ def train_candidate(spec: TrainingSpec, send: Report) -> dict[str, Any]:
         },
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
         "check_predictions": predict_frame(pipeline, check, data.task)[0],  # as serving will predict them
-    }
+    })
 
 
-def _choose(opts: dict[str, Any], task: str, metric: str, steps: list, X, y, cv, search: tuning.Tuning,
+def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv, search: tuning.Tuning,
             send: Report) -> tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]:
     """Pick the estimator: the configured one, the best cross-validated candidate, or an ensemble; tune it if asked."""
-    model_type, random_state, n_jobs = opts["model_type"], opts["random_state"], opts["n_jobs"]
+    model_type, random_state, n_jobs = opts.model_type, opts.random_state, opts.n_jobs
     selection = tuned = None
     if model_type in ("voting", "stacking"):
-        names = opts["candidates"] or catalogue.DEFAULT_CANDIDATES[task]
+        names = opts.candidates or catalogue.DEFAULT_CANDIDATES[task]
         members = [(n, catalogue.make(task, n, random_state, n_jobs)) for n in names]
         return catalogue.ensemble(task, model_type, members), model_type, {"members": names}, None
     if model_type == "auto":
-        names = opts["candidates"] or catalogue.DEFAULT_CANDIDATES[task]
+        names = opts.candidates or catalogue.DEFAULT_CANDIDATES[task]
         members = {n: Pipeline(steps + [("model", catalogue.make(task, n, random_state, n_jobs))]) for n in names}
         try:
             chosen, table = tuning.select(members, X, y, task, metric, cv, _stage(send, 20, 40))
@@ -200,7 +232,7 @@ def _choose(opts: dict[str, Any], task: str, metric: str, steps: list, X, y, cv,
         estimator = catalogue.make(task, chosen, random_state, n_jobs)
     else:
         chosen = model_type
-        estimator = catalogue.with_parameters(catalogue.make(task, chosen, random_state, n_jobs), opts["hyperparameters"])
+        estimator = catalogue.with_parameters(catalogue.make(task, chosen, random_state, n_jobs), opts.hyperparameters)
     if search.method != "none":
         space = catalogue.search_space(chosen, search.search_space)
         if space:
@@ -233,79 +265,3 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
-def _child(spec: TrainingSpec, conn: Any) -> None:
-    def send(*message: Any) -> None:
-        conn.send(message)
-
-    try:
-        # Predictions come first: at the lowest CPU priority the fit takes only what serving leaves
-        # idle (threads started below inherit it), so it slows down under load instead of the requests.
-        os.nice(TRAINING_NICENESS)
-        # The parent starts this process as a daemon (so it dies with the parent), and joblib refuses
-        # to run parallel loops in a daemon: nJobs > 1 silently became 1. Inside this process the flag
-        # only decides whether it may parallelise; the parent still owns and kills it.
-        multiprocessing.current_process().daemon = False
-        # nJobs bounds the CPU a training takes: estimator n_jobs, and the BLAS/OpenMP pools underneath
-        with threadpool_limits(limits=spec.options["n_jobs"]):
-            send("result", train_candidate(spec, send))
-    except training.DataQualityError as exc:
-        send("failed", "data_quality", str(exc), {"problem": exc.problem, "report": exc.report})
-    except TrainingFailed as exc:
-        send("failed", exc.reason, str(exc), exc.details)
-    except MemoryError:
-        send("failed", "out_of_memory", "the training ran out of memory", {})
-    except Exception as exc:  # report everything else with its traceback: the parent logs it as TRAINING_FAILED
-        send("failed", "error", f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc()})
-    finally:
-        conn.close()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if sys.platform.startswith("linux"):
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["backend.worker"])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def run_in_subprocess(
-    spec: TrainingSpec,
-    on_message: Callable[[tuple], None],
-    cancelled: Callable[[], bool],
-    timeout_seconds: float,
-) -> dict[str, Any]:
-    """Run ``train_candidate`` in a child process; pass its messages on; return its result.
-
-    Raises TrainingFailed with reason 'cancelled', 'timeout', 'worker_died' or
-    the child's own reason. A cancelled or late child is killed: a fit has no
-    checkpoints to stop at.
-    """
-    context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(spec, sender), name=f"refit-train-{spec.model}", daemon=True)
-    process.start()
-    sender.close()
-    deadline = time.monotonic() + timeout_seconds
-    try:
-        while True:
-            if cancelled():
-                raise TrainingFailed("cancelled", "the job was cancelled")
-            if time.monotonic() > deadline:
-                raise TrainingFailed("timeout", f"the training exceeded its {timeout_seconds:g} s timeout")
-            if not receiver.poll(0.1):
-                continue
-            try:
-                message = receiver.recv()
-            except EOFError:
-                process.join(5)
-                raise TrainingFailed("worker_died", f"the training process exited with code {process.exitcode}") from None
-            if message[0] == "result":
-                return message[1]
-            if message[0] == "failed":
-                raise TrainingFailed(message[1], message[2], message[3])
-            on_message(message)
-    finally:
-        if process.is_alive():
-            process.kill()
-        process.join(5)
-        receiver.close()
