@@ -220,7 +220,7 @@ def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv
     if model_type in ("voting", "stacking"):
         names = opts.candidates or catalogue.DEFAULT_CANDIDATES[task]
         members = [(n, catalogue.make(task, n, random_state, n_jobs)) for n in names]
-        return catalogue.ensemble(task, model_type, members), model_type, {"members": names}, None
+        return catalogue.ensemble(task, model_type, members), model_type, {"members": list(names)}, None
     if model_type == "auto":
         names = opts.candidates or catalogue.DEFAULT_CANDIDATES[task]
         members = {n: Pipeline(steps + [("model", catalogue.make(task, n, random_state, n_jobs))]) for n in names}

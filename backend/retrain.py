@@ -125,6 +125,7 @@ def _fail(rt: ModelRuntime, job: Job, reason: str, message: str, details: dict[s
 def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, trained_rows: int | None,
               active_record: dict[str, Any] | None, seconds_left: Callable[[], float]) -> None:
     options = job.options.options
+    job.advance(90, "deciding")
     decision = evaluation.decide(
         candidate.metric, candidate.candidate_score, candidate.active_score, candidate.baseline_score,
         options.min_improvement, has_active=active_record is not None,

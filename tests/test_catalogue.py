@@ -117,9 +117,7 @@ def test_grid_search_records_every_trial(tmp_path):
 ])
 def test_preprocessing_options_live_inside_the_artifact(tmp_path, preprocessing):
     config = dataset_config(tmp_path, "wine")
-    from backend.config import PreprocessingSchema
-
-    options = {"model_type": "logistic", "preprocessing": PreprocessingSchema(partial=True).load(preprocessing)}
+    options = {"model_type": "logistic", "preprocessing": preprocessing}
     result = run_in_process(tmp_path, "wine", options)
     assert result["metrics"]["accuracy"] > 0.7
     model = joblib.load(tmp_path / "staging" / "model.joblib")
@@ -269,8 +267,8 @@ def test_datasets_upload_inspect_and_train(tmp_path):
 
 def test_tuning_stops_at_its_time_budget_and_cross_validation_is_optional(tmp_path):
     result = run_in_process(tmp_path, "breast_cancer", {"model_type": "svm", "tuning": {
-        "method": "grid", "cv": 5, "timeout_seconds": 1,
-        "search_space": {"C": [0.01, 0.1, 1, 10, 100, 1000], "gamma": [0.0001, 0.001, 0.01, 0.1, 1]}}})
+        "method": "grid", "cv": 5, "timeoutSeconds": 1,
+        "searchSpace": {"C": [0.01, 0.1, 1, 10, 100, 1000], "gamma": [0.0001, 0.001, 0.01, 0.1, 1]}}})
     assert result["tuning"]["stopped_by_time_budget"] is True and 1 <= result["tuning"]["n_trials"] < 30
 
     (tmp_path / "b").mkdir()
