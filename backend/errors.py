@@ -95,7 +95,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RefitError)
     def _refit(exc: RefitError):
-        return jsonify(exc.to_dict()), exc.status
+        response = jsonify(exc.to_dict())
+        if getattr(exc, "retry_after", None):  # e.g. samples.StoreBusy: when to try again
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, exc.status
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -66,7 +66,7 @@ def list_models():
             "name": name,
             "task": served.task if served else rt.config.task,
             "target": rt.config.target,
-            "features": list(served.features) if served else rt.sample_columns(),
+            "features": list(served.features) if served else rt.store.features(),
             "active_version": served.version if served else None,
             "total_samples": rt.store.count(),
             "auto_training_enabled": rt.config.training.auto_train,
