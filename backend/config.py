@@ -82,6 +82,7 @@ class TrainingConfig:
     training_window: str | int = "all"
     plots: bool = True
     cross_validate: bool = False
+    data_quality: dict[str, Any] = field(default_factory=lambda: {"max_invalid_fraction": 0.0})
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,13 @@ class PreprocessingSchema(_Strict):
     k = fields.Integer(load_default=10, strict=True, validate=validate.Range(min=1))
 
 
+class DataQualitySchema(_Strict):
+    """``training.dataQuality``: how much bad data a training tolerates."""
+
+    max_invalid_fraction = fields.Float(data_key="maxInvalidFraction", load_default=0.0,
+                                        validate=validate.Range(min=0.0, max=1.0))
+
+
 class TrainingWindow(fields.Field):
     """``"all"`` or a positive number of newest rows."""
 
@@ -216,6 +224,7 @@ class _TrainingSchema(_Strict):
     training_window = TrainingWindow(data_key="trainingWindow", load_default="all")
     plots = fields.Boolean(load_default=True)
     cross_validate = fields.Boolean(data_key="crossValidate", load_default=False)
+    data_quality = fields.Nested(DataQualitySchema, data_key="dataQuality", load_default=_defaults(DataQualitySchema))
 
 
 class _ModelSchema(_Strict):

@@ -35,6 +35,7 @@ def effective(model: ModelConfig, overrides: dict[str, Any]) -> dict[str, Any]:
         "n_jobs": t.n_jobs,
         "plots": t.plots,
         "cross_validate": t.cross_validate,
+        "data_quality": dict(t.data_quality),
     }
     for key in OVERRIDABLE:
         if overrides.get(key) is not None:

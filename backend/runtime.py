@@ -234,7 +234,8 @@ class ModelRuntime:
         try:
             frame, skipped = read_samples(path, limit)
             found = quality.report(training_window(frame, settings.training_window), self.config.target,
-                                   list(self.config.features or []) or None, self.config.task, settings.test_size)
+                                   list(self.config.features or []) or None, self.config.task, settings.test_size,
+                                   settings.data_quality["max_invalid_fraction"])
         except DataQualityError as exc:
             found, skipped = {"rows": 0, "problems": [{"problem": exc.problem, "message": str(exc)}], "warnings": []}, 0
         if skipped:
