@@ -110,7 +110,7 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     send("progress", 8, "checking data")
     frame = training.window(frame, opts.training_window)
     data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task,
-                            opts.test_size)
+                            opts.test_size, opts.data_quality.max_invalid_fraction)
     prep = opts.preprocessing
     if prep.missing_values == "drop":
         data = training.drop_incomplete(data)

@@ -18,8 +18,9 @@ def compare(rt: ModelRuntime, versions: list[str], evaluate_on: str) -> dict[str
         return answer
     _, offset = rt.store.snapshot()
     frame, _ = training.read_samples(rt.store.path, offset)  # a DataQualityError is the 422 it should be
-    data = training.prepare(frame, rt.config.target, list(rt.config.features or []) or None, rt.config.task)
     settings = rt.config.training.options
+    data = training.prepare(frame, rt.config.target, list(rt.config.features or []) or None, rt.config.task,
+                            settings.test_size, settings.data_quality.max_invalid_fraction)
     _, X_test, _, y_test = training.split(data, settings.test_size, settings.random_state)
     metric = settings.metric or evaluation.DEFAULT_METRIC[data.task]
     scores: dict[str, Any] = {}

@@ -11,7 +11,8 @@
     ├── Invalid             422  valid JSON that fails validation; also invalid_path
     │   ├── DataQualityError     the data cannot train a model (``problem`` names why)
     │   └── CatalogueError       an algorithm, parameter or package that cannot be used
-    ├── Unavailable         503  nothing to serve yet; the store is busy (``retry_after``)
+    ├── Unavailable         503  nothing to serve yet (``retry_after`` adds a Retry-After header)
+    │   └── samples.StoreBusy    an outside writer is still writing the sample file's last line
     ├── InsufficientStorage 507  the disk refused a write
     ├── ConfigError              the configuration cannot be used (stops the start)
     ├── TrainingFailed           a job could not produce or commit a candidate (``reason``)

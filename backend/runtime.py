@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
-
 from . import quality
 from .config import ModelConfig, StorageConfig
 from .datasets import dataset_path
@@ -20,9 +18,9 @@ from .metrics import Metrics
 from .notifications import Notifier
 from .options import TrainingRequest, check as check_options, merge as merge_options
 from .registry import Registry
-from .samples import SampleStore, read_header
+from .samples import SampleStore
 from .slot import ServingSlot
-from .training import feature_kinds, read_samples
+from .training import read_samples
 from .training import window as training_window
 
 log = logging.getLogger(__name__)
@@ -85,28 +83,6 @@ class ModelRuntime:
         return self.runner.recover_interrupted(interrupted)
 
     # -- samples -----------------------------------------------------------------------------
-
-    def sample_columns(self) -> list[str] | None:
-        """Feature columns a sample row must carry (target excluded), or None when not yet known."""
-        if self.config.features:
-            return list(self.config.features)
-        header = read_header(self.store.path)
-        return [c for c in header if c != self.config.target] if header else None
-
-    def feature_kinds(self) -> dict[str, str]:
-        """Map each known feature to 'numeric' or 'categorical' (served model first, else the data so far)."""
-        served = self.served
-        if served is not None:
-            return {**{c: "numeric" for c in served.numeric}, **{c: "categorical" for c in served.categorical}}
-        try:
-            head = pd.read_csv(self.store.path, nrows=200, encoding="utf-8-sig", on_bad_lines="skip")
-        except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-            return {}
-        if head.empty:
-            return {}
-        columns = [c for c in (self.sample_columns() or []) if c in head.columns]
-        numeric, categorical = feature_kinds(head[columns])
-        return {**{c: "numeric" for c in numeric}, **{c: "categorical" for c in categorical}}
 
     def sample_counts(self) -> tuple[int, int]:
         """Return (total rows, rows added since the last training on the store)."""
@@ -172,7 +148,8 @@ class ModelRuntime:
         try:
             frame, skipped = read_samples(path, limit)
             found = quality.report(training_window(frame, settings.training_window), self.config.target,
-                                   list(self.config.features or []) or None, self.config.task, settings.test_size)
+                                   list(self.config.features or []) or None, self.config.task, settings.test_size,
+                                   settings.data_quality.max_invalid_fraction)
         except DataQualityError as exc:
             found, skipped = {"rows": 0, "problems": [{"problem": exc.problem, "message": str(exc)}], "warnings": []}, 0
         if skipped:
@@ -199,8 +176,6 @@ class ModelRuntime:
 
     def add_samples(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Append validated rows durably; return the counts ``POST /samples`` answers with."""
-        if self.config.features is None and read_header(self.store.path) is None:
-            self.store.columns = [k for k in rows[0] if k != self.config.target] + [self.config.target]
         total = self.store.append(rows)
         if self.metrics is not None:
             self.metrics.samples.labels(model=self.name).inc(len(rows))

@@ -82,9 +82,14 @@ def coerce_features(X: pd.DataFrame, numeric: list[str], categorical: list[str])
 
 
 def prepare(frame: pd.DataFrame, target: str, features: list[str] | None, task: str | None,
-            test_size: float = 0.2) -> PreparedData:
-    """Check the frame can train a model (see quality.report) and return clean features, target and task."""
-    found = quality.report(frame, target, features, task, test_size)
+            test_size: float = 0.2, max_invalid_fraction: float = 0.0) -> PreparedData:
+    """Check the frame can train a model (see quality.report) and return clean features, target and task.
+
+    Text that is not a number in a numeric column fails it (``invalid_numbers``)
+    unless at most ``max_invalid_fraction`` of the rows hold such text; those
+    cells then become missing (a regression target's row is left out).
+    """
+    found = quality.report(frame, target, features, task, test_size, max_invalid_fraction)
     if found["problems"]:
         first = found["problems"][0]
         raise DataQualityError(first["problem"], first["message"], found)
@@ -93,6 +98,7 @@ def prepare(frame: pd.DataFrame, target: str, features: list[str] | None, task: 
     y = usable[target]
     if found["task"] == "regression":
         y = pd.to_numeric(y, errors="coerce").astype("float64")
+        usable, y = usable[y.notna()], y[y.notna()]  # tolerated text targets: nothing to learn from
     elif isinstance(y.dtype, pd.StringDtype) or y.dtype == object:
         y = y.astype(str).str.strip()
     X = usable[wanted].copy()

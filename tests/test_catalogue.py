@@ -172,7 +172,8 @@ def test_messy_but_usable_data_trains_with_warnings(tmp_path, content, warning):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "messy.csv").write_text(content)
     (tmp_path / "config.json").write_text(json.dumps({"models": {"messy": {"target": "target", "training": {
-        "logFile": "./data/messy.csv", "minSamplesForTraining": 10, "modelType": "logistic"}}}}))
+        "logFile": "./data/messy.csv", "minSamplesForTraining": 10, "modelType": "logistic",
+        "dataQuality": {"maxInvalidFraction": 0.05}}}}}))  # 'oops' in 1 row of 40 fails unless tolerated
     client = create_app(tmp_path / "config.json").test_client()
     job = train(client, "messy")
     assert job["status"] == "completed", job

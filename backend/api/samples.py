@@ -15,6 +15,9 @@ def add_samples(model: str):
     body = json_body(request, required=True)
     served = rt.served
     target_numeric = (served.task if served else rt.config.task) == "regression"
-    rows = parse_samples(body, rt.sample_columns(), rt.config.target, rt.feature_kinds(), target_numeric,
+    # the served model's kinds stand once one serves; until then, the data's so far
+    kinds = ({**dict.fromkeys(served.numeric, "numeric"), **dict.fromkeys(served.categorical, "categorical")}
+             if served else rt.store.kinds())
+    rows = parse_samples(body, rt.store.features(), rt.config.target, kinds, target_numeric,
                          refit().config.security.max_batch_rows)
     return rt.add_samples(rows), 201
