@@ -83,6 +83,13 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
     return [value for line in raw.split(b"\n") if (value := parse_line(line)) is not None]
 
 
+def end_torn_line(fd: int) -> None:
+    """End a torn last line (left by a killed writer) of a file open O_APPEND, so the next line starts fresh."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
 def sha256_file(path: Path) -> str:
     """Return the hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -5,7 +5,8 @@ import subprocess
 import sys
 import threading
 
-from backend.files import atomic_write
+from backend.files import atomic_write, parse_line, read_json_lines
+from backend.history import HistoryLog
 from backend.notifications import Notifier
 from tests.helpers import ROOT
 
@@ -52,3 +53,24 @@ def test_notifications_from_processes_are_never_lost_across_compactions(tmp_path
     assert ids[-1] == processes * per_process
     assert ids == list(range(ids[0], ids[-1] + 1))
     assert len(ids) >= 10
+
+
+def test_json_lines_reader_skips_torn_and_garbled_lines(tmp_path):
+    path = tmp_path / "log.jsonl"
+    assert read_json_lines(path) == []
+    path.write_bytes(b'{"a": 1}\n\nnot json\n[1, 2]\n{"a": 2}\n{"a": 3, "b": "tor')
+    assert read_json_lines(path) == [{"a": 1}, {"a": 2}]
+    assert parse_line(b'{"a": 3, "b": "tor') is None
+    assert parse_line(b'{"a": 3}\r') == {"a": 3}
+
+
+def test_notifier_and_history_append_after_a_torn_line_on_a_fresh_line(tmp_path):
+    notes = tmp_path / "notifications.jsonl"
+    notes.write_bytes(b'{"id": 1, "level": "success"}\n{"id": 2, "lev')
+    note = Notifier(notes, keep=10).notify("error", "m", None, "TRAINING_FAILED", "failed", {})
+    assert note["id"] == 2
+    assert [n["id"] for n in read_json_lines(notes)] == [1, 2]
+    log_path = tmp_path / "history.log"
+    log_path.write_bytes(b'{"event_type": "TRAINING_STARTED", "model": "m"}\n{"event_ty')
+    HistoryLog(log_path).append("TRAINING_SKIPPED", "m", "skip")
+    assert [e["event_type"] for e in HistoryLog(log_path).tail()] == ["TRAINING_STARTED", "TRAINING_SKIPPED"]
