@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from backend.files import atomic_write, parse_line, read_json_lines
 from backend.history import HistoryLog
 from backend.notifications import Notifier
+from backend.registry import INDEX_FIELDS, Registry
 from tests.helpers import ROOT
 
 
@@ -74,3 +76,97 @@ def test_notifier_and_history_append_after_a_torn_line_on_a_fresh_line(tmp_path)
     log_path.write_bytes(b'{"event_type": "TRAINING_STARTED", "model": "m"}\n{"event_ty')
     HistoryLog(log_path).append("TRAINING_SKIPPED", "m", "skip")
     assert [e["event_type"] for e in HistoryLog(log_path).tail()] == ["TRAINING_STARTED", "TRAINING_SKIPPED"]
+
+
+def _stage(registry: Registry, name: str) -> Path:
+    staging = registry.folder / ".staging" / name
+    staging.mkdir(parents=True)
+    (staging / "model.joblib").write_bytes(b"not a real pipeline: the registry never opens it")
+    return staging
+
+
+def _record(n: int, tuning_bytes: int = 0, **extra) -> dict:
+    trials = [{"params": {"max_depth": i}, "score": 0.5, "pad": "x" * 200} for i in range(tuning_bytes // 240)]
+    return {"status": "ok", "task": "classification", "algorithm": "random_forest", "metric": "f1_macro",
+            "metrics": {"f1_macro": 0.8 + n / 10_000}, "tuning": {"method": "random", "trials": trials},
+            "trigger": "manual", "sha256": f"{n:064x}", "check_rows": [{"a": 1}], "check_predictions": [1],
+            "promotion": {"promoted": True, "candidate_score": 0.8 + n / 10_000}, **extra}
+
+
+def test_registry_json_keeps_a_compact_index_however_big_the_records(tmp_path):
+    registry = Registry(tmp_path / "m", "m")
+    for n in range(1, 201):
+        registry.add_version(_stage(registry, f"s{n}"), _record(n, tuning_bytes=50_000), activate=n % 2 == 0,
+                             trained_rows=n)
+    # about 300 bytes a version whatever the record holds; the full records were 200 x 50 kB
+    assert registry.path.stat().st_size < 200 * 400
+    state = registry.state()
+    assert state["active"] == "v200" and state["next_version"] == 201 and state["trained_rows"] == 200
+    assert state["versions"]["v7"] == {"version": "v7", "status": "ok", "created_at": state["versions"]["v7"]["created_at"],
+                                       "metric": "f1_macro", "score": 0.8 + 7 / 10_000, "algorithm": "random_forest",
+                                       "trigger": "manual", "sha256": f"{7:064x}"}
+    full = registry.version("v7")
+    assert len(full["tuning"]["trials"]) == 50_000 // 240 and full["metrics"] == {"f1_macro": 0.8 + 7 / 10_000}
+    assert full["status"] == "inactive" and full["model_path"] == str(registry.artifact_path("v7"))
+    assert "check_rows" not in full and "score" not in full
+    assert registry.metadata("v7")["check_rows"] == [{"a": 1}]
+    listing = registry.versions()
+    assert [r["version"] for r in listing[:3]] == ["v200", "v199", "v198"]
+    assert listing[0]["status"] == "active" and listing[0]["tuning"] == registry.version("v200")["tuning"]
+
+
+def test_registry_status_changes_annotations_and_pruning_show_in_records(tmp_path):
+    registry = Registry(tmp_path / "m", "m")
+    registry.add_version(_stage(registry, "a"), _record(1), activate=True, trained_rows=10)
+    registry.add_version(_stage(registry, "b"), _record(2, status="failed", status_reason="load check"),
+                         activate=False, trained_rows=20)
+    registry.add_version(_stage(registry, "c"), _record(3, status="rejected"), activate=False, trained_rows=30)
+    assert registry.version("v2")["status"] == "failed" and registry.version("v2")["status_reason"] == "load check"
+    assert registry.activate("v2") == "v1"
+    assert registry.version("v2")["status"] == "active" and "status_reason" not in registry.version("v2")
+    assert registry.rollback_target() == "v1"
+    registry.set_status("v2", "failed", "would not load")
+    assert registry.state()["active"] == "v1"
+    assert registry.version("v2")["status"] == "failed" and registry.version("v2")["status_reason"] == "would not load"
+    assert registry.metadata("v2")["status_reason"] == "load check"  # metadata.json keeps the status at creation
+    registry.annotate("v1", {"load_warning": "trained with scikit-learn 0.1"})
+    assert registry.version("v1")["load_warning"] == "trained with scikit-learn 0.1"
+    assert registry.metadata("v1")["load_warning"] == "trained with scikit-learn 0.1"
+    assert "load_warning" not in registry.state()["versions"]["v1"]
+    assert registry.prune(keep=1) == ["v2"]
+    pruned = registry.version("v2")
+    assert (pruned["status"], pruned["status_before_pruning"], pruned["model_path"]) == ("pruned", "failed", None)
+    assert not registry.artifact_path("v2").exists()
+    assert [r["status"] for r in registry.versions()] == ["rejected", "pruned", "active"]
+
+
+def test_registry_reads_the_old_layout_and_rewrites_it_compact_at_the_next_write(tmp_path):
+    folder = tmp_path / "m"
+    records = {}
+    for n, status in ((1, "ok"), (2, "failed"), (3, "ok")):
+        version = f"v{n}"
+        (folder / version).mkdir(parents=True)
+        (folder / version / "model.joblib").write_bytes(b"artifact")
+        full = {**_record(n, tuning_bytes=5_000), "version": version, "created_at": f"2026-11-0{n}T00:00:00+00:00"}
+        (folder / version / "metadata.json").write_text(json.dumps(full, indent=2))
+        records[version] = {k: v for k, v in full.items() if k not in ("check_rows", "check_predictions")}
+        records[version]["status"] = status
+    records["v2"]["status_reason"] = "would not load"
+    records["v3"]["load_warning"] = "trained with scikit-learn 0.1"  # an annotation the old code kept only here
+    old = {"model": "m", "next_version": 4, "active": "v3", "activation_stack": ["v1"], "trained_rows": 300,
+           "last_training_time": "2026-11-03T00:00:00+00:00", "versions": records}
+    (folder / "registry.json").write_text(json.dumps(old, indent=2))
+    registry = Registry(folder, "m")
+    before = registry.versions()
+    assert registry.version("v3")["load_warning"] == "trained with scikit-learn 0.1"
+    assert registry.version("v2")["status"] == "failed" and registry.rollback_target() == "v1"
+    assert registry.state()["active"] == "v3"
+
+    assert registry.activate("v3") == "v3"  # a write: the file is rewritten compact
+    state = json.loads(registry.path.read_text())
+    assert all(entry.keys() <= INDEX_FIELDS for entry in state["versions"].values())
+    assert registry.path.stat().st_size < 2_000
+    assert {k: state[k] for k in old if k != "versions"} == {k: old[k] for k in old if k != "versions"}
+    assert registry.versions() == before
+    assert registry.metadata("v3")["load_warning"] == "trained with scikit-learn 0.1"
+    assert registry.metadata("v3")["check_rows"] == [{"a": 1}]
