@@ -170,3 +170,19 @@ def test_registry_reads_the_old_layout_and_rewrites_it_compact_at_the_next_write
     assert registry.versions() == before
     assert registry.metadata("v3")["load_warning"] == "trained with scikit-learn 0.1"
     assert registry.metadata("v3")["check_rows"] == [{"a": 1}]
+
+
+def test_registry_state_is_parsed_once_per_file_and_follows_every_replace(tmp_path):
+    writer, reader = Registry(tmp_path / "m", "m"), Registry(tmp_path / "m", "m")  # as two processes would
+    assert reader.state()["active"] is None
+    for n in range(1, 4):
+        writer.add_version(_stage(writer, f"s{n}"), _record(n), activate=True, trained_rows=n)
+    assert reader.state() is reader.state()  # unchanged file: no second parse
+    for n in range(60):  # quick same-size rewrites, where a freed inode number could come back
+        version = f"v{n % 3 + 1}"
+        writer.activate(version)
+        assert reader.state()["active"] == version
+    state = json.loads(reader.path.read_text())
+    state["trained_rows"] = 123_456
+    reader.path.write_text(json.dumps(state))  # written in place, against the rules: still noticed
+    assert reader.state()["trained_rows"] == 123_456
