@@ -1,20 +1,34 @@
-"""Crash-safe file writes and artifact hashing."""
+"""Crash-safe file writes, the one ``flock`` helper, JSON-lines reading and artifact hashing."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
 import os
+import tempfile
+import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a crash at any instant leaves the old or the new file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    # A temp name of its own per write (mkstemp's random suffix, created O_EXCL): two threads of one
+    # process writing the same path must never rename each other's half-written file into place.
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it 0600; the files we replace are readable by others
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
     fsync_dir(path.parent)
 
 
@@ -25,6 +39,55 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, thread_lock: threading.Lock | threading.RLock | None = None,
+           append: bool = False) -> Iterator[int]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) and yield its open fd.
+
+    Lock a file that is never replaced: a process blocked on the lock of a
+    file that is then replaced wakes up holding the lock of an unlinked file.
+    ``thread_lock`` is taken first, because ``flock`` does not exclude threads
+    that each open the file; ``append`` opens it O_APPEND for callers that
+    write their lines to the locked file itself.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | (os.O_APPEND if append else 0)
+    with thread_lock if thread_lock is not None else contextlib.nullcontext():
+        fd = os.open(path, flags, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # also releases the flock
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """Return the JSON object on one line, or None for a blank, torn or garbled line."""
+    if not raw.strip():
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None  # a torn line from a crashed writer: skip it, keep the rest readable
+    return value if isinstance(value, dict) else None
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Return every JSON object of a JSON-lines file, oldest first, skipping torn lines; [] when it is missing."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    return [value for line in raw.split(b"\n") if (value := parse_line(line)) is not None]
+
+
+def end_torn_line(fd: int) -> None:
+    """End a torn last line (left by a killed writer) of a file open O_APPEND, so the next line starts fresh."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
 
 
 def sha256_file(path: Path) -> str:

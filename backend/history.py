@@ -3,17 +3,19 @@
 Each event is encoded to one bytes object and handed to a single ``write`` on
 a file opened with O_APPEND while holding an exclusive ``flock``, so lines from
 threads and processes never interleave and a reader (``tail -f | jq``) only
-ever sees whole lines. Readers skip a torn last line left by a crash.
+ever sees whole lines. Locking the log itself is safe because it is never
+replaced. Readers skip a torn last line left by a crash (``files.parse_line``).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from .files import end_torn_line, locked, parse_line
 
 EVENT_TYPES = (
     "TRAINING_STARTED",
@@ -55,15 +57,9 @@ class HistoryLog:
             "details": details or {},
         }
         line = (json.dumps(event, default=str, allow_nan=False) + "\n").encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                _mend_torn_tail(fd)
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+        with locked(self.path, thread_lock=self._lock, append=True) as fd:
+            end_torn_line(fd)
+            os.write(fd, line)
         return event
 
     def tail(self, model: str | None = None, limit: int | None = None, event_type: str | None = None) -> list[dict[str, Any]]:
@@ -100,26 +96,10 @@ class HistoryLog:
                 lines = chunk.split(b"\n")
                 carry = lines.pop(0)
                 for raw in reversed(lines):
-                    event = _parse(raw)
+                    event = parse_line(raw)
                     if event is not None:
                         yield event
-            event = _parse(carry)
+            event = parse_line(carry)
             if event is not None:
                 yield event
 
-
-def _parse(raw: bytes) -> dict[str, Any] | None:
-    if not raw.strip():
-        return None
-    try:
-        event = json.loads(raw)
-    except ValueError:
-        return None  # a torn line from a crashed writer: skip it, keep the rest readable
-    return event if isinstance(event, dict) else None
-
-
-def _mend_torn_tail(fd: int) -> None:
-    """End a torn last line (left by a killed writer) so ours starts on a fresh line."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")

@@ -5,13 +5,15 @@ Each is ``{"id", "timestamp", "level", "model", "version", "event_type",
 back, pruned), warning (trained but rejected) or error (failed, load failure).
 They are appended as JSON lines under a lock, with integer ids handed out
 under that lock, so several processes can share the file; it is compacted to
-the newest ``keep`` when it doubles. Webhook delivery runs on its own thread
-with a timeout and retries with backoff: a slow or dead receiver never
-blocks training or serving, and a failed delivery is logged, not raised.
+the newest ``keep`` when it doubles. The lock is ``.notifications.lock``
+beside it, never the file itself: compaction replaces the file, and a process
+blocked on a lock of the old file would write its line to an unlinked file.
+Webhook delivery runs on its own thread with a timeout and retries with
+backoff: a slow or dead receiver never blocks training or serving, and a
+failed delivery is logged, not raised.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ from typing import Any
 
 import requests
 
-from .files import atomic_write
+from .files import atomic_write, end_torn_line, locked, read_json_lines
 from .history import utc_now
 
 log = logging.getLogger(__name__)
@@ -68,41 +70,23 @@ class Notifier:
         """Store one notification and queue it for the webhook."""
         note = {"id": 0, "timestamp": utc_now(), "level": level, "model": model, "version": version,
                 "event_type": event_type, "message": message, "details": details}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                lines = self._read_lines()
-                note["id"] = (lines[-1]["id"] + 1) if lines else 1
-                if len(lines) >= 2 * self.keep:
-                    kept = lines[-(self.keep - 1):] + [note]
-                    atomic_write(self.path, "".join(json.dumps(n) + "\n" for n in kept).encode("utf-8"))
-                else:
-                    os.write(fd, (json.dumps(note, default=str) + "\n").encode("utf-8"))
-            finally:
-                os.close(fd)
+        with locked(self.path.with_name(".notifications.lock"), thread_lock=self._lock):
+            lines = read_json_lines(self.path)
+            note["id"] = (lines[-1]["id"] + 1) if lines else 1
+            line = json.dumps(note, default=str) + "\n"
+            if len(lines) >= 2 * self.keep:
+                kept = lines[len(lines) - (self.keep - 1):]  # not [-0:] when keep is 1
+                atomic_write(self.path, ("".join(json.dumps(n) + "\n" for n in kept) + line).encode("utf-8"))
+            else:
+                _append(self.path, line.encode("utf-8"))
         if self.webhook_url:
             self._outbox.put(note)
             self._ensure_sender()
         return note
 
-    def _read_lines(self) -> list[dict[str, Any]]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in raw.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a torn line from a crash
-        return out
-
     def list(self, since: int | None = None, level: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Return stored notifications oldest first, after id ``since``, of ``level``; at most the newest ``limit``."""
-        notes = [n for n in self._read_lines()
+        notes = [n for n in read_json_lines(self.path)
                  if (since is None or n["id"] > since) and (level is None or n["level"] == level)]
         return notes[-limit:]
 
@@ -143,3 +127,13 @@ class Notifier:
         while self.pending() and time.monotonic() < deadline:
             time.sleep(0.05)
         return not self.pending()
+
+
+def _append(path: Path, line: bytes) -> None:
+    """Append one whole line, first ending a torn last line a killed writer left."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end_torn_line(fd)
+        os.write(fd, line)
+    finally:
+        os.close(fd)

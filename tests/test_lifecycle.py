@@ -251,10 +251,10 @@ def test_a_receiver_that_never_answers_does_not_hold_up_training(tmp_path):
 
 
 def test_a_version_trained_under_another_scikit_learn_is_served_with_a_warning(trained_client, config_path, tmp_path):
-    registry = tmp_path / "ml_models" / "parima" / "registry.json"
-    state = json.loads(registry.read_text())
-    state["versions"]["v1"]["library_versions"]["scikit-learn"] = "0.0.1"
-    registry.write_text(json.dumps(state))
+    metadata = tmp_path / "ml_models" / "parima" / "v1" / "metadata.json"  # the full record (registry.py)
+    record = json.loads(metadata.read_text())
+    record["library_versions"]["scikit-learn"] = "0.0.1"
+    metadata.write_text(json.dumps(record))
     client = create_app(config_path).test_client()
     assert version_of(client) == "v1"
     assert "0.0.1" in client.get("/api/parima/versions/v1").json["load_warning"]
@@ -274,7 +274,7 @@ def test_two_processes_changing_the_registry_lose_no_update(trained_client, tmp_
     folder = str(tmp_path / "ml_models" / "parima")
     writers = [subprocess.Popen([sys.executable, "-c", script, folder, str(n)], cwd=ROOT) for n in range(2)]
     assert [w.wait(60) for w in writers] == [0, 0]
-    record = json.loads((tmp_path / "ml_models" / "parima" / "registry.json").read_text())["versions"]["v1"]
+    record = json.loads((tmp_path / "ml_models" / "parima" / "v1" / "metadata.json").read_text())  # annotate's file
     assert sum(1 for key in record if key.startswith(("p0_", "p1_"))) == 80
 
 
