@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from .errors import Invalid, NotFound
+from .errors import NotFound
 from .files import atomic_write, fsync_dir, locked
 from .history import utc_now
 
@@ -159,10 +159,10 @@ class Registry:
         return [self._public(e, state["active"]) for e in entries]
 
     def version(self, version: str) -> dict[str, Any]:
-        """Return one version record; 404 when there is no such version."""
+        """Return one version record; 404 when there is no such version (a malformed id names none either)."""
         if not VERSION_ID.match(version):
-            raise Invalid(f"'{version}' is not a version id (v1, v2, ...)", code="invalid_version",
-                          details={"version": version})
+            raise NotFound(f"No version '{version[:100]}' for model '{self.model}': version ids are v1, v2, ...",
+                           code="version_not_found", details={"model": self.model, "version": version[:100]})
         state = self.state()
         entry = state["versions"].get(version)
         if entry is None:

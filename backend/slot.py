@@ -122,7 +122,9 @@ class ServingSlot:
         """At start-up, serve the active version; if it will not load or verify, the newest version that does."""
         state = self.registry.state()
         order = [state["active"]] if state["active"] else []
-        order += [r["version"] for r in self.registry.versions() if r["status"] == "inactive"]
+        # then the other servable versions, newest first (the index alone: no metadata file is read)
+        order += sorted((v for v, entry in state["versions"].items() if entry["status"] == "ok" and v != state["active"]),
+                        key=lambda v: int(v[1:]), reverse=True)
         for version in order:
             try:
                 record, pipeline = self.load(version)

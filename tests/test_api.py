@@ -151,7 +151,7 @@ def test_history_and_jobs_queries_are_validated(client):
     assert_error(client.get("/api/parima/jobs/unknown"), 404, "job_not_found")
     assert_error(client.get("/api/parima/versions/v9"), 404, "version_not_found")
     assert_error(client.get("/api/parima/versions/..%2Fetc"), 404)
-    assert_error(client.get("/api/parima/versions/bad-id"), 422, "invalid_version")
+    assert_error(client.get("/api/parima/versions/bad-id"), 404, "version_not_found")  # CONTRACT §7: malformed ids are 404
 
 
 def test_train_body_is_validated(client):
