@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from . import lifecycle
 from .config import Config, load_config
 from .errors import CommandError, RefitError
+from .files import parse_line
 from .status import of as model_status
 
 log = logging.getLogger("backend")
@@ -174,11 +175,8 @@ def cmd_history(args: argparse.Namespace) -> int:
                 lines = (pending + chunk).split(b"\n")
                 pending = lines.pop()
                 for raw in lines:
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if event.get("model") == args.model:
+                    event = parse_line(raw)
+                    if event is not None and event.get("model") == args.model:
                         print(json.dumps(event), flush=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
