@@ -197,8 +197,8 @@ def test_cancel_during_tuning_leaves_the_active_model(tmp_path):
     client = create_app(dataset_config(tmp_path, "breast_cancer")).test_client()
     first = train(client, "breast-cancer", model_type="logistic")
     response = client.post("/api/breast-cancer/train", json={
-        "force": True, "model_type": "svm", "tuning": {"method": "grid", "cv": 5,
-                                                      "searchSpace": {"C": [0.1, 1, 10, 100, 1000], "gamma": [0.001, 0.01, 0.1, 1]}}})
+        "force": True, "model_type": "svm",
+        "tuning": {"method": "grid", "cv": 5, "searchSpace": {"C": [0.1, 1, 10, 100, 1000], "gamma": [0.001, 0.01, 0.1, 1]}}})
     job_id = response.json["job_id"]
     from tests.helpers import wait_until
 
