@@ -260,6 +260,7 @@ def test_a_version_trained_under_another_scikit_learn_is_served_with_a_warning(t
     assert "0.0.1" in client.get("/api/parima/versions/v1").json["load_warning"]
 
 
+@pytest.mark.server
 def test_two_processes_changing_the_registry_lose_no_update(trained_client, tmp_path):
     import subprocess
     import sys
