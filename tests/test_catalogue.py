@@ -114,17 +114,33 @@ def test_grid_search_records_every_trial(tmp_path):
     {"featureSelection": "correlation", "k": 3},
 ])
 def test_preprocessing_options_live_inside_the_artifact(tmp_path, preprocessing):
-    config = dataset_config(tmp_path, "wine")
+    from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
     from backend.config import PreprocessingSchema
 
     options = {"model_type": "logistic", "preprocessing": PreprocessingSchema(partial=True).load(preprocessing)}
     result = run_in_process(tmp_path, "wine", options)
     assert result["metrics"]["accuracy"] > 0.7
     model = joblib.load(tmp_path / "staging" / "model.joblib")
+    chosen = {"missingValues": "median", "outliers": "none", "scaling": "standard", **preprocessing}
+    steps = model.named_steps
+    # "drop" drops rows at training; gaps at serving time are still filled, with the median
+    assert steps["impute"].strategy == {"drop": "median"}.get(chosen["missingValues"], chosen["missingValues"])
+    assert ("cap" in steps) == (chosen["outliers"] != "none")
+    if "cap" in steps:
+        assert steps["cap"].method == chosen["outliers"]
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
+    if chosen["scaling"] == "none":
+        assert steps["scale"] == "passthrough"
+    else:
+        assert type(steps["scale"]) is scalers[chosen["scaling"]]
     if "k" in preprocessing:
-        assert model.named_steps["select"].get_support().sum() == 3
+        assert steps["select"].get_support().sum() == 3
         assert len(result["feature_importance"]["features"]) == 3
-    assert config.exists()
+    # the artifact alone turns raw rows, gaps included, into answers: nothing outside it preprocesses
+    raw = load_wine(as_frame=True).frame.drop(columns="target").head(20)
+    raw.iloc[0, 0] = float("nan")
+    assert set(model.predict(raw)) <= {0, 1, 2}
 
 
 def test_time_split_and_training_window(tmp_path):
