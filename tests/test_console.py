@@ -1,9 +1,11 @@
 """What `serve` prints: start-up, training and promotion on the console; requests only where --access-log says."""
 import json
+import logging
 
+import pytest
 import requests
 
-from backend import demo
+from backend import create_app, demo, observability
 from tests.helpers import wait_job, write_config
 
 ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
@@ -51,9 +53,22 @@ def test_access_log_has_one_json_line_per_request(tmp_path, servers):
     assert "/api/parima" not in (tmp_path / "server.log").read_text()
 
 
-def test_access_log_dash_writes_the_request_lines_to_the_console(tmp_path, servers):
-    server = servers(write_config(tmp_path, autoTrain=False), args=["--access-log", "-"])
-    assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).status_code == 503
-    assert server.stop() == 0
-    records = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
-    assert [(r["path"], r["status"]) for r in records] == [("/health", 200), ("/api/parima/predict", 503)]
+@pytest.fixture
+def request_log_restored():
+    """Put the ``refit.requests`` logger back as it was: configure_request_log changes it for the whole process."""
+    saved = (list(observability.log.handlers), observability.log.level, observability.log.propagate)
+    yield
+    observability.log.handlers[:], observability.log.level, observability.log.propagate = saved
+
+
+def test_access_log_dash_writes_the_request_lines_to_the_console(config_path, capfd, request_log_restored):
+    observability.configure_request_log("-")
+    client = create_app(config_path).test_client()
+    assert client.post("/api/parima/predict", json={"features": ROW}).status_code == 503
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(r["path"], r["status"], r["model"]) for r in records] == [("/api/parima/predict", 503, "parima")]
+
+
+def test_without_access_log_no_request_line_is_built(config_path, request_log_restored):
+    observability.configure_request_log(None)
+    assert not observability.log.isEnabledFor(logging.INFO) and not observability.log.propagate

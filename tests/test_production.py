@@ -31,7 +31,7 @@ def health_by_pid(server, want: int, tries: int = 400) -> dict[int, dict]:
 
 
 def test_four_workers_one_scheduler_one_training_and_all_follow_a_promotion(tmp_path, servers):
-    config = write_config(tmp_path, autoTrainIntervalHours=0.0005, minSamplesForTraining=100)  # a tick every 1.8 s
+    config = write_config(tmp_path, autoTrainIntervalHours=0.0003, minSamplesForTraining=100)  # a tick every 1.08 s
     write_samples(tmp_path / "data" / "samples.csv", 400, seed=1)
     server = servers(config, workers=4)
     wait_until(lambda: requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10)
