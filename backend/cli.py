@@ -49,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         observability.configure_request_log(args.access_log)  # before gunicorn forks: every worker inherits it
     except OSError as exc:
         raise CommandError(f"--access-log {args.access_log}: {exc.strerror}") from None
+    # APScheduler narrates every tick ("Running job", "executed successfully"); our own log tells what a tick did
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))

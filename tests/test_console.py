@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from backend import create_app, demo, observability
-from tests.helpers import wait_job, write_config
+from tests.helpers import history_events, wait_job, wait_until, write_config
 
 ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
 
@@ -21,7 +21,7 @@ def exercise(server) -> list[tuple[str, str]]:
 
     for seed in range(3):
         assert call("POST", "/api/parima/samples", json={"samples": demo.rows(100, seed=seed)}).status_code == 201
-    job_id = call("POST", "/api/parima/train", json={}).json()["job_id"]
+    job_id = call("POST", "/api/parima/train", json={"force": True}).json()["job_id"]
     job = wait_job(lambda: call("GET", f"/api/parima/jobs/{job_id}").json())
     assert job["status"] == "completed" and job["result"]["promoted"], job
     for _ in range(3):
@@ -30,8 +30,11 @@ def exercise(server) -> list[tuple[str, str]]:
 
 
 def test_the_console_tells_of_training_and_promotion_not_of_requests(tmp_path, servers):
-    server = servers(write_config(tmp_path, autoTrain=False))
+    # a scheduler tick every 1.08 s, each skipped (too few samples): ticks are not news either
+    server = servers(write_config(tmp_path, autoTrainIntervalHours=0.0003, minSamplesForTraining=1000))
     exercise(server)
+    wait_until(lambda: [e for e in history_events(tmp_path) if e["event_type"] == "TRAINING_SKIPPED"][2:],
+               timeout=30, what="three skipped ticks")
     assert server.stop() == 0
     console = (tmp_path / "server.log").read_text()
     assert "Refit serving" in console  # start-up
@@ -39,6 +42,7 @@ def test_the_console_tells_of_training_and_promotion_not_of_requests(tmp_path, s
     lines = console.splitlines()
     assert any("parima TRAINING_STARTED" in line and "trigger manual" in line for line in lines), console
     assert any("parima MODEL_PROMOTED" in line and "v1" in line for line in lines), console
+    assert "TRAINING_SKIPPED" not in console and "Running job" not in console, console
 
 
 def test_access_log_has_one_json_line_per_request(tmp_path, servers):
