@@ -39,10 +39,16 @@ def _runtime(args: argparse.Namespace):
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API with the production server and run the scheduler until SIGTERM or Ctrl-C."""
-    from . import build_state, server
+    from . import build_state, observability, server
 
     config = _config(args)
     build_state(config)  # checks the workers would fail on (options, the API key), here once, as one line
+    try:
+        observability.configure_request_log(args.access_log)  # before gunicorn forks: every worker inherits it
+    except OSError as exc:
+        raise CommandError(f"--access-log {args.access_log}: {exc.strerror}") from None
+    # APScheduler narrates every tick ("Running job", "executed successfully"); our own log tells what a tick did
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))
@@ -271,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (gunicorn)")
     serve.add_argument("--threads", type=int, default=8, help="request threads per worker")
+    serve.add_argument("--access-log", metavar="PATH",
+                       help="append one JSON line per request to PATH ('-': the console); default: no request log")
     serve.set_defaults(func=cmd_serve)
 
     train = commands.add_parser("train", help="train a model (or --all) in the foreground")

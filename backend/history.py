@@ -9,6 +9,7 @@ replaced. Readers skip a torn last line left by a crash (``files.parse_line``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from datetime import datetime, timezone
@@ -31,6 +32,9 @@ EVENT_TYPES = (
 )
 
 _BLOCK = 64 * 1024
+events_log = logging.getLogger("refit.events")  # the console's story of training (see cli serve)
+# the details worth a place on the console line, in this order
+_CONSOLE_DETAILS = ("version", "trigger", "n_samples", "job_id", "reason", "error")
 
 
 def utc_now() -> str:
@@ -60,6 +64,10 @@ class HistoryLog:
         with locked(self.path, thread_lock=self._lock, append=True) as fd:
             end_torn_line(fd)
             os.write(fd, line)
+        # a skipped tick says nothing new on the console; it stays in the history log
+        level = logging.DEBUG if event_type == "TRAINING_SKIPPED" else logging.INFO
+        if events_log.isEnabledFor(level):
+            events_log.log(level, "%s %s: %s%s", model, event_type, message, _details_text(event["details"]))
         return event
 
     def tail(self, model: str | None = None, limit: int | None = None, event_type: str | None = None) -> list[dict[str, Any]]:
@@ -103,3 +111,10 @@ class HistoryLog:
             if event is not None:
                 yield event
 
+
+def _details_text(details: dict[str, Any]) -> str:
+    parts = [f"{key} {details[key]}" for key in _CONSOLE_DETAILS if details.get(key) not in (None, "")]
+    metric = details.get("metric")
+    if isinstance(details.get(metric), float):
+        parts.append(f"{metric} {details[metric]:.4f}")
+    return f" ({', '.join(parts)})" if parts else ""

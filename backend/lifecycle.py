@@ -45,7 +45,8 @@ def _switch(rt: ModelRuntime, version: str, *, rollback: bool, forced: bool) -> 
     if rollback:
         event, message = "MODEL_ROLLED_BACK", f"Rolled back from {previous or 'no version'} to {version}; {version} now serves"
     else:
-        event, message = "MODEL_ACTIVATED", f"Version {version} activated and now serving (it replaces {previous or 'no version'})"
+        event = "MODEL_ACTIVATED"
+        message = f"Version {version} activated and now serving (it replaces {previous or 'no version'})"
     rt.record(event, message, {"version": version, "previous_version": previous, "forced": forced})
     return {"model": rt.name, "active_version": version, "previous_version": previous}
 

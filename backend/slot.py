@@ -130,19 +130,19 @@ class ServingSlot:
                 record, pipeline = self.load(version)
             except ArtifactError:
                 continue
-            def write() -> dict[str, Any]:
-                if version != state["active"]:
-                    self.registry.activate(version)
-                return record
-
-            self._commit(write, pipeline)
-            if version != state["active"]:
-                self._record("MODEL_ACTIVATED", f"Version {version} now serves: the active version "
-                             f"{state['active']} failed to load", {"version": version, "previous_version": state["active"],
-                                                                   "reason": "load_failed"})
+            if version == state["active"]:
+                self._commit(lambda: record, pipeline)  # noqa: B023 (called at once, inside this iteration)
+                return self._served
+            self._commit(lambda: self._activated(version, record), pipeline)  # noqa: B023 (as above)
+            self._record("MODEL_ACTIVATED", f"Version {version} now serves: the active version {state['active']} "
+                         "failed to load", {"version": version, "previous_version": state["active"], "reason": "load_failed"})
             return self._served
         self._set(None)
         return None
+
+    def _activated(self, version: str, record: dict[str, Any]) -> dict[str, Any]:
+        self.registry.activate(version)
+        return record
 
     def follow(self) -> None:
         """Serve what the registry says is active when another process changed it (the watcher calls this)."""

@@ -187,8 +187,8 @@ class Bench:
         (self.bodies / "refit-1.json").write_text(json.dumps({"features": one}))
         (self.bodies / "refit-1000.json").write_text(json.dumps({"instances": frame.to_dict("records")}))
         # MLflow's recommended body: the compact split orientation (smaller than records)
-        (self.bodies / "mlflow-1.json").write_text(json.dumps({"dataframe_split": {"columns": FEATURES, "data": [list(one.values())]}}))
-        (self.bodies / "mlflow-1000.json").write_text(json.dumps({"dataframe_split": {"columns": FEATURES, "data": frame.values.tolist()}}))
+        for name, data in (("mlflow-1.json", [list(one.values())]), ("mlflow-1000.json", frame.values.tolist())):
+            (self.bodies / name).write_text(json.dumps({"dataframe_split": {"columns": FEATURES, "data": data}}))
 
     # -- 1. serving
     def serving(self, mlflow: Path) -> None:
@@ -311,7 +311,7 @@ class Bench:
                 walls, fits = [], []
                 for _ in range(self.reps):
                     job = requests.post(f"{base}/api/{model}/train", json={"force": True}, timeout=30).json()["job_id"]
-                    record = wait_for(lambda: done_record(base, model, job), 1800, f"{model} training")
+                    record = wait_for(lambda model=model, job=job: done_record(base, model, job), 1800, f"{model} training")
                     if record["status"] != "completed":
                         raise RuntimeError(f"{model} training ended {record['status']}: {record['error']}")
                     walls.append(seconds_between(record["created_at"], record["finished_at"]))

@@ -114,14 +114,15 @@ def history_events(config_folder: Path) -> list[dict[str, Any]]:
 class ServerProcess:
     """A real `python -m backend serve` on a free loopback port."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None, workers: int = 1, preexec_fn=None):
+    def __init__(self, config: Path, env: dict[str, str] | None = None, workers: int = 1, preexec_fn=None,
+                 args: list[str] | None = None):
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(config.parent / "server.log", "ab")
+        self.log = open(config.parent / "server.log", "ab")  # the server's console: its stdout and stderr
         self.process = subprocess.Popen(
             [sys.executable, "-m", "backend", "--config", str(config), "serve", "--port", str(self.port),
-             "--workers", str(workers)],
+             "--workers", str(workers), *(args or [])],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
             start_new_session=True, preexec_fn=preexec_fn,  # its own process group, so a test can kill all of it
         )

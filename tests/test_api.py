@@ -175,6 +175,7 @@ def test_api_key_guards_mutating_endpoints(tmp_path, monkeypatch):
     assert client.post("/api/parima/predict", json={"features": ROW}).status_code == 503  # predict stays open
 
 
+@pytest.mark.server
 def test_counts_stay_exact_while_another_process_appends(client, samples_csv):
     import subprocess
     import sys

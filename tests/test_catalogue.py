@@ -40,7 +40,8 @@ def run_in_process(tmp_path: Path, name: str, overrides: dict | None = None, **t
     config = load_config(dataset_config(tmp_path, name, **training))
     model = next(iter(config.models.values()))
     spec = TrainingSpec(model=model.name, csv_path=str(model.training.log_file), limit_bytes=None, target="target",
-                        features=None, task=model.task, options=merge(model.training.options, load(train_request, overrides or {})),
+                        features=None, task=model.task,
+                        options=merge(model.training.options, load(train_request, overrides or {})),
                         staging_dir=str(tmp_path / "staging"))
     return asdict(train_candidate(spec, lambda *message: None))
 
@@ -116,15 +117,31 @@ def test_grid_search_records_every_trial(tmp_path):
     {"featureSelection": "correlation", "k": 3},
 ])
 def test_preprocessing_options_live_inside_the_artifact(tmp_path, preprocessing):
-    config = dataset_config(tmp_path, "wine")
+    from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
+
     options = {"model_type": "logistic", "preprocessing": preprocessing}
     result = run_in_process(tmp_path, "wine", options)
     assert result["metrics"]["accuracy"] > 0.7
     model = joblib.load(tmp_path / "staging" / "model.joblib")
+    chosen = {"missingValues": "median", "outliers": "none", "scaling": "standard", **preprocessing}
+    steps = model.named_steps
+    # "drop" drops rows at training; gaps at serving time are still filled, with the median
+    assert steps["impute"].strategy == {"drop": "median"}.get(chosen["missingValues"], chosen["missingValues"])
+    assert ("cap" in steps) == (chosen["outliers"] != "none")
+    if "cap" in steps:
+        assert steps["cap"].method == chosen["outliers"]
+    scalers = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
+    if chosen["scaling"] == "none":
+        assert steps["scale"] == "passthrough"
+    else:
+        assert type(steps["scale"]) is scalers[chosen["scaling"]]
     if "k" in preprocessing:
-        assert model.named_steps["select"].get_support().sum() == 3
+        assert steps["select"].get_support().sum() == 3
         assert len(result["feature_importance"]["features"]) == 3
-    assert config.exists()
+    # the artifact alone turns raw rows, gaps included, into answers: nothing outside it preprocesses
+    raw = load_wine(as_frame=True).frame.drop(columns="target").head(20)
+    raw.iloc[0, 0] = float("nan")
+    assert set(model.predict(raw)) <= {0, 1, 2}
 
 
 def test_time_split_and_training_window(tmp_path):
@@ -198,8 +215,8 @@ def test_cancel_during_tuning_leaves_the_active_model(tmp_path):
     client = create_app(dataset_config(tmp_path, "breast_cancer")).test_client()
     first = train(client, "breast-cancer", model_type="logistic")
     response = client.post("/api/breast-cancer/train", json={
-        "force": True, "model_type": "svm", "tuning": {"method": "grid", "cv": 5,
-                                                      "searchSpace": {"C": [0.1, 1, 10, 100, 1000], "gamma": [0.001, 0.01, 0.1, 1]}}})
+        "force": True, "model_type": "svm",
+        "tuning": {"method": "grid", "cv": 5, "searchSpace": {"C": [0.1, 1, 10, 100, 1000], "gamma": [0.001, 0.01, 0.1, 1]}}})
     job_id = response.json["job_id"]
     from tests.helpers import wait_until
 

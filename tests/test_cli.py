@@ -1,22 +1,59 @@
-"""The command line, run as users run it: `python -m backend ...` in a subprocess."""
+"""The command line: each command called in-process through ``backend.cli.main``, plus real `python -m backend` runs."""
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 
+import pytest
 import requests
 
-from tests.helpers import ROOT, ServerProcess, write_config
+from backend.cli import main
+from tests.helpers import ROOT, write_config
 
 
-def cli(config, *args, check=True):
-    result = subprocess.run([sys.executable, "-m", "backend", "--config", str(config), *args],
-                            cwd=ROOT, capture_output=True, text=True, timeout=180)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_demo_data_train_versions_history_status(tmp_path):
+@pytest.fixture
+def cli(capsys):
+    """Run one command in this process as `python -m backend --config CONFIG ...` would; return what it printed."""
+
+    def run(config, *args, check=True) -> Result:
+        capsys.readouterr()  # drop anything printed before
+        try:
+            code = main(["--config", str(config), *args])
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = exc.code
+        out, err = capsys.readouterr()
+        if check:
+            assert code == 0, err
+        return Result(code, out, err)
+
+    return run
+
+
+def program(config, *args) -> subprocess.CompletedProcess:
+    """Run `python -m backend --config CONFIG ...` as a separate process, as users do."""
+    return subprocess.run([sys.executable, "-m", "backend", "--config", str(config), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.server
+def test_python_m_backend_runs_the_commands(tmp_path):
+    config = write_config(tmp_path)
+    wrote = program(config, "demo-data")
+    assert wrote.returncode == 0 and "wrote 600 demo samples" in wrote.stdout, wrote.stderr
+    status = program(config, "status", "parima")
+    assert status.returncode == 0 and json.loads(status.stdout)["total_samples"] == 600, status.stderr
+    refused = program(config, "status", "nope")
+    assert refused.returncode == 1 and refused.stderr.strip() == "error: no model named 'nope' in the config"
+
+
+def test_demo_data_train_versions_history_status(tmp_path, cli):
     config = write_config(tmp_path)
     assert "wrote 600 demo samples" in cli(config, "demo-data").stdout
     assert "kept it" in cli(config, "demo-data").stdout
@@ -38,7 +75,7 @@ def test_demo_data_train_versions_history_status(tmp_path):
     assert status["total_samples"] == 600 and status["active_version"] in ("v1", "v2")
 
 
-def test_errors_are_one_line_and_non_zero(tmp_path):
+def test_errors_are_one_line_and_non_zero(tmp_path, cli):
     config = write_config(tmp_path)
     result = cli(config, "train", "nope", check=False)
     assert result.returncode != 0 and result.stderr.strip().count("\n") == 0 and "nope" in result.stderr
@@ -53,18 +90,23 @@ def test_errors_are_one_line_and_non_zero(tmp_path):
     result = cli(unknown, "serve", "--port", "0", check=False)  # refused before any worker starts
     assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
     assert "models.parima.training.hyperparameters" in result.stderr
+    assert cli(config, "simulate", "parima", "--rate", "0", "--duration", "1", check=False).returncode == 2
 
 
-def test_simulate_posts_samples_to_a_running_server(tmp_path):
+def test_simulate_posts_samples_to_a_running_server(tmp_path, servers, cli):
     config = write_config(tmp_path, autoTrain=False)
-    server = ServerProcess(config)
-    try:
-        out = cli(config, "simulate", "parima", "--rate", "40", "--duration", "1.5", "--url", server.url).stdout
-        assert "sent 60/60" in out
-        status = requests.get(f"{server.url}/api/parima/training/status", timeout=10).json()
-        assert status["total_samples"] == 60 and status["auto_training_enabled"] is False
-    finally:
-        assert server.stop() == 0
+    server = servers(config)
+    out = cli(config, "simulate", "parima", "--rate", "40", "--duration", "1.5", "--url", server.url).stdout
+    assert "sent 60/60" in out
+    status = requests.get(f"{server.url}/api/parima/training/status", timeout=10).json()
+    assert status["total_samples"] == 60 and status["auto_training_enabled"] is False
+    assert server.stop() == 0
+
+
+@pytest.mark.server
+def test_history_follow_prints_new_events(tmp_path, cli):
+    config = write_config(tmp_path)
+    cli(config, "demo-data")
     history = subprocess.Popen([sys.executable, "-m", "backend", "--config", str(config), "history", "parima", "--follow"],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -76,7 +118,7 @@ def test_simulate_posts_samples_to_a_running_server(tmp_path):
         history.wait(10)
 
 
-def test_train_all_activate_and_rollback(tmp_path):
+def test_train_all_activate_and_rollback(tmp_path, cli):
     config = write_config(tmp_path)
     cli(config, "demo-data")
     out = cli(config, "train", "--all").stdout

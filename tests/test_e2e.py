@@ -25,7 +25,7 @@ def overloaded_device_rows(n, seed):
 
 
 def test_scheduler_trains_promotes_and_serves_new_versions(tmp_path, servers):
-    config = write_config(tmp_path, autoTrainIntervalHours=0.001, minSamplesForTraining=100)  # a tick every 3.6 s
+    config = write_config(tmp_path, autoTrainIntervalHours=0.0005, minSamplesForTraining=100)  # a tick every 1.8 s
     server = servers(config)
     assert requests.post(f"{server.url}/api/parima/predict", json={"features": ROW}, timeout=10).status_code == 503
 

@@ -3,10 +3,13 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from backend.history import HistoryLog
 from tests.helpers import ROOT
 
 
+@pytest.mark.server
 def test_events_from_threads_and_processes_are_whole_lines(tmp_path):
     path = tmp_path / "logs" / "history.log"
     log = HistoryLog(path)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from tests.helpers import ServerProcess, train_over_http, write_config, write_samples
 
@@ -18,6 +19,7 @@ def test_openapi_document_describes_every_route(app):
     assert doc["components"]["schemas"]["TrainRequest"]["properties"]["force"]["type"] == "boolean"
 
 
+@pytest.mark.server
 def test_schemathesis_finds_no_server_error_and_no_non_json_error(tmp_path):
     config = write_config(tmp_path, autoTrain=False)
     write_samples(tmp_path / "data" / "samples.csv", 300, seed=1)

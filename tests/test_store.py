@@ -1,12 +1,10 @@
 """The sample store: text that round-trips exactly, torn lines of outside writers, columns and kinds."""
 import csv
-import io
 import json
 import os
 import threading
 import time
 
-import pandas as pd
 import pytest
 
 from backend import create_app
