@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
 from . import options
@@ -63,6 +64,19 @@ class TrainingConfig:
     auto_train_interval_hours: float = 24.0
     min_samples_for_training: int = 100
     keep_versions: int = 20
+    max_model_age_hours: float | None = None  # train when the active version is older (trigger "age")
+    schedule: str | None = None  # a 5-field cron expression in UTC (trigger "schedule")
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig())
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """``training.drift``: live-score drop and feature PSI thresholds, over the newest ``min_labels`` labels."""
+
+    enabled: bool = True
+    min_labels: int = 100
+    metric_drop: float = 0.05
+    feature_threshold: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,16 @@ class _NotificationsSchema(_Strict):
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
 
 
+class _DriftSchema(_Strict):
+    """``training.drift``: when the served model counts as drifting (CONTRACT §8)."""
+
+    enabled = fields.Boolean(load_default=True)
+    min_labels = fields.Integer(data_key="minLabels", load_default=100, strict=True, validate=validate.Range(min=10))
+    metric_drop = fields.Float(data_key="metricDrop", load_default=0.05, validate=validate.Range(min=0, max=1))
+    feature_threshold = fields.Float(data_key="featureThreshold", load_default=0.2,
+                                     validate=validate.Range(min=0, min_inclusive=False))
+
+
 class _TrainingSchema(OptionsSchema):
     """``models.<m>.training``: the training options plus when to train and where the files are."""
 
@@ -130,6 +154,18 @@ class _TrainingSchema(OptionsSchema):
     log_file = fields.String(data_key="logFile", load_default=None)
     training_log_file = fields.String(data_key="trainingLogFile", load_default=None)
     keep_versions = fields.Integer(data_key="keepVersions", load_default=20, strict=True, validate=validate.Range(min=2))
+    max_model_age_hours = fields.Float(data_key="maxModelAgeHours", load_default=None, allow_none=True,
+                                       validate=validate.Range(min=0, min_inclusive=False))
+    schedule = fields.String(load_default=None, allow_none=True)
+    drift = fields.Nested(_DriftSchema, load_default=_defaults(_DriftSchema))
+
+    @validates_schema
+    def _cron(self, data: dict, **_: Any) -> None:
+        if data.get("schedule") is not None:
+            try:
+                CronTrigger.from_crontab(data["schedule"], timezone="UTC")
+            except ValueError as exc:
+                raise ValidationError(f"not a 5-field cron expression in UTC ({exc})", "schedule") from None
 
 
 class _ModelSchema(_Strict):
@@ -150,7 +186,8 @@ class _ModelSchema(_Strict):
                 raise ValidationError("must not contain the target column", "features")
 
 
-_SCHEDULE_FIELDS = ("auto_train", "auto_train_interval_hours", "min_samples_for_training", "keep_versions")
+_SCHEDULE_FIELDS = ("auto_train", "auto_train_interval_hours", "min_samples_for_training", "keep_versions",
+                    "max_model_age_hours", "schedule")
 
 
 class _ConfigSchema(_Strict):
@@ -225,6 +262,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         log_file = training.pop("log_file") or str(storage.data_dir / f"{name}.csv")
         history_file = training.pop("training_log_file") or str(storage.data_dir / "training_logs" / "training_history.log")
         schedule = {key: training.pop(key) for key in _SCHEDULE_FIELDS}
+        schedule["drift"] = DriftConfig(**training.pop("drift"))
         chosen = options.build(training)
         try:
             options.check(chosen, spec["task"])  # what the schema cannot see: parameter names, installed packages
