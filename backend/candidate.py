@@ -18,7 +18,7 @@ import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from . import catalogue, evaluation, plots, preprocessing, training, tuning
+from . import catalogue, evaluation, plots, preprocessing, training, tuning, windows
 from .errors import ArtifactError, CatalogueError, TrainingFailed
 from .files import sha256_file
 from .options import TrainingOptions
@@ -42,6 +42,8 @@ class TrainingSpec:
     staging_dir: str
     active_path: str | None = None
     active_sha256: str | None = None
+    active_trained_end: int | None = None  # one past the last store row the active version trained on
+    other_file: bool = False  # the rows come from another file than the sample store
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,18 @@ class Candidate:
     active_score: float | None
     active_score_error: str | None
     baseline_score: float | None
+    decision: evaluation.Decision
+    window_scores: list[dict[str, Any]]  # each window tried and its holdout score
+    holdout: dict[str, int]
+    comparison: str
+    training_window: str | int
+    refit: bool
+    trained_rows: dict[str, int]
     n_rows_read: int
     n_samples: int
     n_test_samples: int
     training_seconds: float
+    timings: dict[str, float]
     features: list[str]
     numeric_features: list[str]
     categorical_features: list[str]
@@ -90,7 +100,8 @@ class Candidate:
         return out
 
 
-_SCORES = ("candidate_score", "active_score", "active_score_error", "baseline_score")
+_SCORES = ("candidate_score", "active_score", "active_score_error", "baseline_score", "decision", "window_scores",
+           "holdout", "comparison")
 
 
 Report = Callable[..., None]
@@ -108,7 +119,6 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     frame, skipped = training.read_samples(Path(spec.csv_path), spec.limit_bytes)
     send("loaded", len(frame))
     send("progress", 8, "checking data")
-    frame = training.window(frame, opts.training_window)
     data = training.prepare(frame, spec.target, list(spec.features) if spec.features else None, spec.task,
                             opts.test_size, opts.data_quality.max_invalid_fraction)
     prep = opts.preprocessing
@@ -117,8 +127,20 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     metric = opts.metric or evaluation.DEFAULT_METRIC[data.task]
     if metric not in evaluation.METRICS[data.task]:
         raise TrainingFailed("config", f"metric '{metric}' does not apply to a {data.task} target")
-    X_train, X_test, y_train, y_test = training.split(data, opts.test_size, random_state, opts.split_strategy)
+    n_rows = len(data.y)
+    row_numbers = data.X.index.to_numpy()
+    held_out = windows.holdout(row_numbers, opts.test_size, opts.split_strategy, setting=opts.training_window,
+                               active_end=spec.active_trained_end,
+                               has_active=spec.active_path is not None, other_file=spec.other_file,
+                               random_state=random_state)
+    X_test, y_test = data.X.iloc[held_out.positions], data.y.iloc[held_out.positions]
     steps = preprocessing.build(prep, data.numeric, data.categorical, data.task, random_state)
+    send("progress", 12, "choosing a window")
+    started = time.perf_counter()
+    window, tried = _search_windows(opts, data, held_out, metric, steps, send)
+    search_seconds = time.perf_counter() - started
+    train_at = windows.training_positions(n_rows, window, held_out)
+    X_train, y_train = data.X.iloc[train_at], data.y.iloc[train_at]
     search = opts.tuning
     cv_strategy = opts.cv_strategy or ("timeseries" if opts.split_strategy == "time" else None)
     cv = tuning.splitter(data.task, cv_strategy, search.cv, random_state, y_train)
@@ -137,10 +159,16 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     pipeline = training.fit(template, X_train, y_train)
     fit_seconds = time.perf_counter() - started
 
-    send("progress", 78, "evaluating")
+    send("progress", 76, "evaluating")
     metrics = evaluation.evaluate(pipeline, X_test, y_test, data.task)
-    baseline_score = evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train), X_test, y_test)
-    active_score, active_error = _score_active(spec, metric, data.task, X_test, y_test)
+    baseline_score = _finite(evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train),
+                                                                  X_test, y_test))
+    if held_out.comparison in ("unseen_rows", "other_file"):
+        active_score, active_error = _score_active(spec, metric, data.task, X_test, y_test)
+    else:  # no unseen row (or no active version): the active version is not scored on rows it learnt
+        active_score, active_error = None, None
+    decision = evaluation.decide(metric, metrics.get(metric), active_score, baseline_score, opts.min_improvement,
+                                 has_active=spec.active_path is not None, comparison=held_out.comparison)
     warnings = list(data.warnings) + ([f"{skipped} malformed line(s) were skipped"] if skipped else [])
     importance = None
     try:
@@ -151,14 +179,21 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     staging = Path(spec.staging_dir)
     made: list[str] = []
     if opts.plots:
-        send("progress", 86, "plotting")
+        send("progress", 84, "plotting")
         made, problems = plots.render(pipeline, X_test, y_test, data.task, importance, staging / "plots")
         warnings += problems
+    served, trained_at, refit_seconds = pipeline, train_at, 0.0
+    if decision.promoted:  # no labelled row is wasted: the version that serves learns its holdout too
+        send("progress", 88, "refitting")
+        trained_at = windows.window_positions(n_rows, window)
+        started = time.perf_counter()
+        served = training.fit(template, data.X.iloc[trained_at], data.y.iloc[trained_at])
+        refit_seconds = time.perf_counter() - started
 
     send("progress", 92, "saving")
     staging.mkdir(parents=True, exist_ok=True)
     artifact = staging / ARTIFACT
-    joblib.dump(pipeline, artifact)
+    joblib.dump(served, artifact)
     with open(artifact, "rb+") as handle:
         os.fsync(handle.fileno())
     check = X_test.head(CHECK_ROWS)
@@ -188,16 +223,25 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
         "candidate_score": metrics.get(metric),
         "active_score": active_score,
         "active_score_error": active_error,
-        "baseline_score": _finite(baseline_score),
+        "baseline_score": baseline_score,
+        "decision": decision,
+        "window_scores": [{"window": windows.describe(w), "score": score} for w, score in tried.items()],
+        "holdout": held_out.to_dict(),
+        "comparison": held_out.comparison,
+        "training_window": windows.describe(window),
+        "refit": decision.promoted,
+        "trained_rows": {"start": int(row_numbers[trained_at[0]]), "end": int(row_numbers[trained_at[-1]]) + 1},
         "n_rows_read": data.n_rows_read,
-        "n_samples": len(X_train),
-        "n_test_samples": len(X_test),
-        "training_seconds": round(fit_seconds, 4),
+        "n_samples": len(trained_at),
+        "n_test_samples": held_out.n,
+        "training_seconds": round(search_seconds + fit_seconds + refit_seconds, 4),
+        "timings": {"window_search": round(search_seconds, 4), "fit": round(fit_seconds, 4),
+                    "refit": round(refit_seconds, 4)},
         "features": data.numeric + data.categorical,
         "numeric_features": data.numeric,
         "categorical_features": data.categorical,
         "dtypes": {c: str(X_train[c].dtype) for c in X_train.columns},
-        "classes": [to_native(c) for c in pipeline.classes_] if data.task == "classification" else None,
+        "classes": [to_native(c) for c in served.classes_] if data.task == "classification" else None,
         "warnings": warnings,
         "sha256": sha256_file(artifact),
         "library_versions": {
@@ -208,8 +252,53 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
             "numpy": training.np.__version__,
         },
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
-        "check_predictions": predict_frame(pipeline, check, data.task)[0],  # as serving will predict them
+        "check_predictions": predict_frame(served, check, data.task)[0],  # as serving will predict them
     })
+
+
+def _search_windows(opts: TrainingOptions, data: training.PreparedData, held_out: windows.Holdout, metric: str,
+                    steps: list, send: Report) -> tuple[windows.Window, dict[windows.Window, float | None]]:
+    """Score the configured estimator fitted on each window, on the holdout; return the chosen window and the scores.
+
+    The search only ranks windows, so a forest is grown with a quarter of its trees here (the chosen
+    window is then fitted in full): the windows cost about half of one full fit together, since
+    each is half the length of the one before.
+    """
+    ladder = windows.ladder(len(data.y), held_out.n, opts.training_window)
+    if len(ladder) == 1:
+        return ladder[0], {ladder[0]: None}
+    task, scorer = data.task, evaluation.METRICS[data.task][metric]
+    estimator = catalogue.with_parameters(catalogue.make(task, _plain_model(opts.model_type, task), opts.random_state,
+                                                         opts.n_jobs), opts.hyperparameters if opts.model_type
+                                          not in catalogue.ENSEMBLES else {})
+    if "n_estimators" in estimator.get_params() and "warm_start" in estimator.get_params():
+        estimator.set_params(n_estimators=max(25, estimator.get_params()["n_estimators"] // 4))
+    template = Pipeline(steps + [("model", estimator)])
+    X_test, y_test = data.X.iloc[held_out.positions], data.y.iloc[held_out.positions]
+    scores: dict[windows.Window, float | None] = {}
+    fitted: dict[windows.Window, Pipeline] = {}
+    for index, window in enumerate(ladder):
+        send("progress", 12 + 8 * index / len(ladder), "choosing a window")
+        at = windows.training_positions(len(data.y), window, held_out)
+        try:
+            fitted[window] = training.fit(template, data.X.iloc[at], data.y.iloc[at])
+            scores[window] = _finite(scorer(fitted[window], X_test, y_test))
+        except ValueError:  # e.g. a short window holding a single class
+            scores[window] = None
+    scored = [w for w in ladder if scores[w] is not None]
+    if not scored:
+        return "all", scores
+    best = max(scored, key=lambda w: evaluation.improvement(metric, scores[w], scores[scored[0]]))
+    # the longest window within one standard error of the best: a shorter one must win clearly
+    tolerance = windows.standard_error(
+        lambda resample: scorer(fitted[best], X_test.iloc[resample], y_test.iloc[resample]), held_out.n,
+        opts.random_state)
+    return windows.choose(scores, lambda a, b: evaluation.improvement(metric, a, b), tolerance), scores
+
+
+def _plain_model(model_type: str, task: str) -> str:
+    """The algorithm that stands for an ensemble or ``auto`` in the window search (a forest: either task)."""
+    return "random_forest" if model_type in catalogue.ENSEMBLES else model_type
 
 
 def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv, search: tuning.Tuning,

@@ -159,10 +159,21 @@ def decide(
     baseline_score: float | None,
     min_improvement: float,
     has_active: bool,
+    comparison: str = "unseen_rows",
 ) -> Decision:
-    """Apply the promotion gate; all scores come from the same held-out rows."""
+    """Apply the promotion gate; all scores come from the same held-out rows.
+
+    ``comparison`` says whether the active version could be scored on rows it never saw: with
+    ``"no_unseen_rows"`` it is not compared, and the candidate must only beat the baseline.
+    """
     if candidate is None:
         return Decision(False, f"the candidate's {metric} could not be computed", metric, None, active, "active")
+    if has_active and comparison == "no_unseen_rows":
+        if baseline_score is None or improvement(metric, candidate, baseline_score) > 0:
+            return Decision(True, "no rows newer than the active version's training data to compare on; "
+                            "beats the trivial baseline", metric, candidate, baseline_score, "baseline")
+        return Decision(False, f"no unseen rows to compare on, and does not beat the trivial baseline "
+                        f"({metric} {baseline_score:.4f})", metric, candidate, baseline_score, "baseline")
     if not has_active:
         if baseline_score is None or improvement(metric, candidate, baseline_score) > 0:
             return Decision(True, "first model; beats the trivial baseline", metric, candidate, baseline_score, "baseline")

@@ -41,9 +41,9 @@ class TrainingOptions:
     tuning: Tuning = field(default_factory=Tuning)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     data_quality: DataQuality = field(default_factory=DataQuality)
-    split_strategy: str = "random"
+    split_strategy: str = "time"
     cv_strategy: str | None = None
-    training_window: str | int = "all"
+    training_window: str | int = "auto"
     test_size: float = 0.2
     metric: str | None = None
     min_improvement: float = 0.0
@@ -128,12 +128,12 @@ class DataQualitySchema(Strict):
 
 
 class TrainingWindow(fields.Field):
-    """``"all"`` or a number of newest rows."""
+    """``"auto"``, ``"all"`` or a number of newest rows (at least 50)."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str | int:
-        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 10):
+        if value in ("auto", "all") or (isinstance(value, int) and not isinstance(value, bool) and value >= 50):
             return value
-        raise ValidationError('must be "all" or a number of newest rows (at least 10)')
+        raise ValidationError('must be "auto", "all" or a number of newest rows (at least 50)')
 
 
 class OptionsSchema(Strict):
@@ -145,11 +145,11 @@ class OptionsSchema(Strict):
     tuning = fields.Nested(TuningSchema, load_default=_defaults(TuningSchema))
     preprocessing = fields.Nested(PreprocessingSchema, load_default=_defaults(PreprocessingSchema))
     data_quality = fields.Nested(DataQualitySchema, data_key="dataQuality", load_default=_defaults(DataQualitySchema))
-    split_strategy = fields.String(data_key="splitStrategy", load_default="random",
+    split_strategy = fields.String(data_key="splitStrategy", load_default="time",
                                    validate=validate.OneOf(SPLIT_STRATEGIES))
     cv_strategy = fields.String(data_key="cvStrategy", load_default=None, allow_none=True,
                                 validate=validate.OneOf(CV_STRATEGIES))
-    training_window = TrainingWindow(data_key="trainingWindow", load_default="all")
+    training_window = TrainingWindow(data_key="trainingWindow", load_default="auto")
     test_size = fields.Float(data_key="testSize", load_default=0.2, validate=validate.Range(min=0.05, max=0.5))
     metric = fields.String(load_default=None, allow_none=True)
     min_improvement = fields.Float(data_key="minImprovement", load_default=0.0, validate=validate.Range(min=0.0))

@@ -57,6 +57,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
         task=rt.config.task, options=settings, staging_dir=str(staging),
         active_path=active_record["model_path"] if active_record else None,
         active_sha256=active_record["sha256"] if active_record else None,
+        active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None,
     )
     started = {"logged": False}
 
@@ -126,10 +127,7 @@ def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, t
               active_record: dict[str, Any] | None, seconds_left: Callable[[], float]) -> None:
     options = job.options.options
     job.advance(90, "deciding")
-    decision = evaluation.decide(
-        candidate.metric, candidate.candidate_score, candidate.active_score, candidate.baseline_score,
-        options.min_improvement, has_active=active_record is not None,
-    )
+    decision = candidate.decision  # the gate ran in the child, which had to know whether to refit
     record = _record(job, candidate, decision, active_record)
     _in_time(seconds_left)
     if decision.promoted:
@@ -158,6 +156,9 @@ def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, t
         "n_samples": candidate.n_samples, "n_test_samples": candidate.n_test_samples,
         "model_path": version["model_path"], "version": version["version"], "promoted": decision.promoted,
         "job_id": job.job_id, "training_seconds": candidate.training_seconds,
+        "training_window": candidate.training_window, "refit": candidate.refit, "candidates": candidate.window_scores,
+        "active_score": candidate.active_score, "baseline_score": candidate.baseline_score,
+        "comparison": candidate.comparison, "holdout": candidate.holdout,
     })
     scores = {"metric": metric, "candidate": decision.candidate, decision.reference_kind: decision.reference,
               "active_version": active_record["version"] if active_record else None,
@@ -188,6 +189,16 @@ def _record(job: Job, candidate: Candidate, decision: evaluation.Decision,
             "active_score_error": candidate.active_score_error,
             "baseline_score": candidate.baseline_score,
             "active_version": active_record["version"] if active_record else None,
+            "comparison": candidate.comparison,
+            "holdout": candidate.holdout,
+            "candidates": candidate.window_scores,
         },
     }
 
+
+def _trained_end(record: dict[str, Any] | None) -> int | None:
+    """One past the last store row a version trained on (older records: the rows it read)."""
+    if record is None:
+        return None
+    rows = record.get("trained_rows")
+    return rows["end"] if rows else record.get("n_rows_read")

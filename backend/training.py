@@ -121,8 +121,8 @@ def drop_incomplete(data: PreparedData) -> PreparedData:
 
 
 def window(frame: pd.DataFrame, training_window: str | int) -> pd.DataFrame:
-    """Keep the newest ``training_window`` rows (the file's last ones), or all of them."""
-    return frame if training_window == "all" else frame.tail(int(training_window))
+    """Keep the newest ``training_window`` rows (the file's last ones), or all of them (``"all"``, ``"auto"``)."""
+    return frame if training_window in ("all", "auto") else frame.tail(int(training_window))
 
 
 def split(data: PreparedData, test_size: float, random_state: int, strategy: str = "random"
