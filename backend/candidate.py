@@ -132,7 +132,8 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     held_out = windows.holdout(row_numbers, opts.test_size, opts.split_strategy, setting=opts.training_window,
                                active_end=spec.active_trained_end,
                                has_active=spec.active_path is not None, other_file=spec.other_file,
-                               random_state=random_state)
+                               random_state=random_state,
+                               classes=data.y.to_numpy() if data.task == "classification" else None)
     X_test, y_test = data.X.iloc[held_out.positions], data.y.iloc[held_out.positions]
     steps = preprocessing.build(prep, data.numeric, data.categorical, data.task, random_state)
     send("progress", 12, "choosing a window")

@@ -199,14 +199,22 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if not versions:
         print(f"model '{args.model}' has no versions yet")
         return 0
-    print(f"{'version':<8} {'status':<9} {'created_at':<33} {'algorithm':<14} {'metric':<12} {'score':>7} {'n_samples':>9}")
+    # the gate's comparison: the candidate, the active version and the baseline scored on the same held-out rows
+    print(f"{'version':<8} {'status':<9} {'created_at':<26} {'algorithm':<14} {'window':>6} {'metric':<9} "
+          f"{'score':>7} {'active':>7} {'baseline':>8} {'holdout rows':<17} comparison")
     for record in versions:
-        metric = record.get("metric") or ""
-        score = (record.get("metrics") or {}).get(metric)
-        score_text = f"{score:.4f}" if isinstance(score, float) else "-"
-        print(f"{record['version']:<8} {record['status']:<9} {record['created_at']:<33} {record.get('algorithm', ''):<14} "
-              f"{metric:<12} {score_text:>7} {record.get('n_samples', ''):>9}")
+        promotion = record.get("promotion") or {}
+        holdout = promotion.get("holdout")
+        rows = f"{holdout['start']}-{holdout['end']} ({holdout['n']})" if holdout else f"({record.get('n_test_samples', '')})"
+        print(f"{record['version']:<8} {record['status']:<9} {record['created_at'][:26]:<26} "
+              f"{record.get('algorithm', ''):<14} {record.get('training_window', ''):>6} {record.get('metric') or '':<9} "
+              f"{_score(promotion.get('candidate_score')):>7} {_score(promotion.get('active_score')):>7} "
+              f"{_score(promotion.get('baseline_score')):>8} {rows:<17} {promotion.get('comparison', '')}")
     return 0
+
+
+def _score(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 MIN_TRAINING_ROWS = 50  # a window shorter than this (after its holdout) is not tried
 MIN_FIT_ROWS = 10  # the holdout always leaves at least this many rows to fit on
@@ -41,7 +42,7 @@ class Holdout:
 
 
 def holdout(rows: np.ndarray, test_size: float, strategy: str, *, setting: Window, active_end: int | None,
-            has_active: bool, other_file: bool, random_state: int) -> Holdout:
+            has_active: bool, other_file: bool, random_state: int, classes: np.ndarray | None = None) -> Holdout:
     """Choose the held-out rows: the newest min(⌈test_size·N⌉, unseen) rows (or as many at random among the unseen).
 
     ``rows`` are the row numbers of the prepared data, ascending; N is the longest window tried (all rows,
@@ -63,9 +64,22 @@ def holdout(rows: np.ndarray, test_size: float, strategy: str, *, setting: Windo
     size = min(wanted, len(pool), max(1, span - MIN_FIT_ROWS))
     if strategy == "time":
         chosen = pool[-size:]
+    elif size == len(pool):
+        chosen = pool
     else:
-        chosen = np.sort(np.random.default_rng(random_state).choice(pool, size=size, replace=False))
+        chosen = np.sort(_random_rows(pool, size, random_state, None if classes is None else classes[pool]))
     return Holdout(positions=chosen, comparison=comparison, start=int(rows[chosen[0]]), end=int(rows[chosen[-1]]) + 1)
+
+
+def _random_rows(pool: np.ndarray, size: int, random_state: int, classes: np.ndarray | None) -> np.ndarray:
+    """``size`` rows of ``pool`` at random, stratified by class when every class can be split."""
+    stratify = None
+    if classes is not None:
+        _, counts = np.unique(classes, return_counts=True)
+        if counts.min() >= 2 and size >= len(counts) and len(pool) - size >= len(counts):
+            stratify = classes
+    _, test = train_test_split(pool, test_size=size, random_state=random_state, stratify=stratify)
+    return test
 
 
 def ladder(n_rows: int, n_test: int, setting: Window) -> list[Window]:

@@ -95,7 +95,8 @@ def test_unknown_and_malformed_dataset_ids_are_404(client):
 
 def test_lifecycle_messages_read_as_sentences(trained_client, samples_csv, tmp_path):
     write_samples(samples_csv, 60, seed=8)
-    assert train(trained_client, force=True)["result"]["version"] == "v2"
+    rejected = train(trained_client, force=True, minImprovement=1.0)  # unseen rows, and no candidate gains 1.0
+    assert rejected["result"] == {**rejected["result"], "version": "v2", "promoted": False}
     assert trained_client.post("/api/parima/versions/v2/activate", json={"force": True}).status_code == 200
     assert trained_client.post("/api/parima/rollback", json={}).status_code == 200
     messages = [n["message"] for n in trained_client.get("/api/notifications").json["notifications"]]

@@ -51,6 +51,7 @@ def test_a_rejected_version_is_activated_only_with_force(tmp_path):
     write_samples(tmp_path / "data" / "samples.csv", 300, seed=1)
     client = create_app(config).test_client()
     train(client)
+    write_samples(tmp_path / "data" / "samples.csv", 100, seed=2)  # rows v1 never saw, for a fair comparison
     assert train(client, force=True)["result"]["promoted"] is False
     refused = client.post("/api/parima/versions/v2/activate")
     assert refused.status_code == 409 and refused.json["error"]["code"] == "version_rejected"

@@ -22,7 +22,8 @@ def test_first_training_registers_and_serves_v1(trained_client, tmp_path):
     assert [v["version"] for v in versions] == ["v1"]
     v1 = versions[0]
     assert v1["status"] == "active" and v1["algorithm"] == "random_forest" and v1["trigger"] == "manual"
-    assert v1["n_samples"] == 225 and v1["n_test_samples"] == 75
+    assert v1["n_samples"] == 300 and v1["n_test_samples"] == 75  # refit on its whole window, holdout included
+    assert v1["refit"] is True and v1["training_window"] == "all" and v1["trained_rows"] == {"start": 0, "end": 300}
     assert sha256_file(tmp_path / "ml_models" / "parima" / "v1" / "model.joblib") == v1["sha256"]
     metadata = json.loads((tmp_path / "ml_models" / "parima" / "v1" / "metadata.json").read_text())
     assert metadata["features"] and metadata["classes"] == [0, 1, 2, 3]
@@ -34,7 +35,7 @@ def test_first_training_registers_and_serves_v1(trained_client, tmp_path):
         "TRAINING_STARTED", "TRAINING_COMPLETED", "MODEL_PROMOTED"]
     started, completed = status["recent_training_history"][:2]
     assert started["details"]["n_samples"] == 300 and started["details"]["trigger"] == "manual"
-    assert completed["details"]["n_samples"] == 225 and completed["details"]["n_test_samples"] == 75
+    assert completed["details"]["n_samples"] == 300 and completed["details"]["n_test_samples"] == 75
     assert completed["details"]["version"] == "v1" and completed["details"]["promoted"] is True
     health = trained_client.get("/health").json
     assert health["status"] == "healthy" and health["models"]["parima"]["version"] == "v1"
