@@ -5,10 +5,11 @@ import logging
 import os
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from . import quality
+from . import quality, triggers
 from .config import ModelConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
@@ -47,6 +48,7 @@ class ModelRuntime:
         self.slot = ServingSlot(config.name, self.registry, self.record, metrics)
         self._run_job = run_job
         self.runner = JobRunner(config.name, self._run, self.registry.folder)
+        self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -156,12 +158,19 @@ class ModelRuntime:
             found["warnings"].append(f"{skipped} malformed line(s) would be skipped")
         return {"model": self.name, "source": path.name, "ok": not found["problems"], **found}
 
-    def tick(self) -> Job | None:
-        """The scheduler's check: train when enough new samples arrived, else log TRAINING_SKIPPED."""
+    def tick(self, now: datetime | None = None) -> Job | None:
+        """The scheduler's check: train when enough new samples arrived, else log TRAINING_SKIPPED.
+
+        ``now`` (UTC, default the real time) is the clock of the time triggers, so tests pass their own.
+        """
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
         total, new = self.sample_counts()
+        # maxModelAgeHours: a stale active version trains on any new row (trigger "age"), see triggers.py
+        handled, job = self.age_trigger.check(self, now, total, new)
+        if handled:
+            return job
         minimum = self.config.training.min_samples_for_training
         if new < minimum:
             self.record("TRAINING_SKIPPED", f"Not enough new samples ({new} < {minimum})",
@@ -173,6 +182,10 @@ class ModelRuntime:
         except Conflict:
             log.info("model %s: tick found a training running in another process", self.name)
             return None
+
+    def scheduled_check(self, now: datetime | None = None) -> Job | None:
+        """The ``schedule`` cron job's run at ``now``: train on any new row (trigger 'schedule'), else TRAINING_SKIPPED."""
+        return triggers.scheduled_check(self, now)
 
     def add_samples(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Append validated rows durably; return the counts ``POST /samples`` answers with."""

@@ -11,6 +11,9 @@ which holds an exclusive ``flock`` on ``<dataDir>/.refit-leader.lock`` for
 its whole life. The others retry that lock every half of the shortest
 interval, so when the leader dies another takes over within one interval.
 The leader publishes the next check times for the others to report.
+
+A model with a ``schedule`` also gets a cron job (``ModelRuntime.scheduled_check``,
+trigger ``schedule``); its next check time is the earlier of the two jobs'.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from .errors import Conflict
 from .files import atomic_write
@@ -32,7 +36,13 @@ from .runtime import ModelRuntime
 log = logging.getLogger(__name__)
 
 def job_id(model: str) -> str:
+    """The id of a model's interval job."""
     return f"auto-train:{model}"
+
+
+def schedule_job_id(model: str) -> str:
+    """The id of a model's cron job (``schedule``)."""
+    return f"scheduled-train:{model}"
 
 
 class TrainingScheduler:
@@ -95,6 +105,12 @@ class TrainingScheduler:
                     self._tick, "interval", args=[rt], seconds=training.auto_train_interval_hours * 3600,
                     id=job_id(rt.name), name=f"auto-train {rt.name}", replace_existing=True,
                 )
+            if training.auto_train and training.schedule is not None:
+                self._scheduler.add_job(
+                    self._scheduled, CronTrigger.from_crontab(training.schedule, timezone="UTC"), args=[rt],
+                    id=schedule_job_id(rt.name), name=f"scheduled-train {rt.name}", replace_existing=True,
+                    max_instances=1, coalesce=True,
+                )
         self._scheduler.start()
         self._publish()
         log.info("process %s runs the scheduler", os.getpid())
@@ -108,6 +124,12 @@ class TrainingScheduler:
         finally:
             self._publish()
 
+    def _scheduled(self, rt: ModelRuntime) -> None:
+        try:
+            rt.scheduled_check()
+        finally:
+            self._publish()
+
     def _publish(self) -> None:
         times = {name: self._own_next_run(name) for name in self._runtimes}
         try:
@@ -116,8 +138,11 @@ class TrainingScheduler:
             log.warning("next check times not published: %s", exc)
 
     def _own_next_run(self, model: str) -> str | None:
-        job = self._scheduler.get_job(job_id(model)) if self._scheduler.running else None
-        return job.next_run_time.isoformat() if job and job.next_run_time else None
+        if not self._scheduler.running:
+            return None
+        jobs = (self._scheduler.get_job(job_id(model)), self._scheduler.get_job(schedule_job_id(model)))
+        times = [job.next_run_time for job in jobs if job is not None and job.next_run_time is not None]
+        return min(times).isoformat() if times else None
 
     def next_run(self, model: str) -> str | None:
         """When the model's next check runs (ISO 8601), whichever process leads; None when not scheduled."""

@@ -55,6 +55,9 @@ def test_refit_config_environment_variable(tmp_path, monkeypatch):
          "models.parima.training.hyperparameters"),
         (lambda d: d["models"]["parima"]["training"].update(tuning={"method": "grid", "searchSpace": {"nope": [1]}}),
          "models.parima.training.tuning.searchSpace"),
+        (lambda d: d["models"]["parima"]["training"].update(schedule="61 * * * *"), "models.parima.training.schedule"),
+        (lambda d: d["models"]["parima"]["training"].update(schedule="every sunday"), "models.parima.training.schedule"),
+        (lambda d: d["models"]["parima"]["training"].update(maxModelAgeHours=0), "models.parima.training.maxModelAgeHours"),
     ],
 )
 def test_bad_config_stops_the_start_naming_the_key(tmp_path, change, named):
