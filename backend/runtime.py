@@ -15,6 +15,7 @@ from .errors import Conflict, DataQualityError, Invalid
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .metrics import Metrics
+from .monitoring import Monitor
 from .notifications import Notifier
 from .options import TrainingRequest, check as check_options, merge as merge_options
 from .registry import Registry
@@ -47,6 +48,7 @@ class ModelRuntime:
         self.slot = ServingSlot(config.name, self.registry, self.record, metrics)
         self._run_job = run_job
         self.runner = JobRunner(config.name, self._run, self.registry.folder)
+        self.monitor = Monitor(config, self.store, self.registry, lambda: self.slot.served, self.record, metrics)
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -158,9 +160,18 @@ class ModelRuntime:
 
     def tick(self) -> Job | None:
         """The scheduler's check: train when enough new samples arrived, else log TRAINING_SKIPPED."""
+        self._score_live()  # rows outside writers appended are scored before any training can use them
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
+        # drift (CONTRACT §8): an open episode trains once, below minSamplesForTraining but with >= minLabels new rows
+        if self.monitor.training_due(self.sample_counts()[1]):
+            try:
+                job = self.submit_training("drift", {"force": True})
+            except Conflict:
+                return None
+            self.monitor.training_started(job.job_id)
+            return job
         total, new = self.sample_counts()
         minimum = self.config.training.min_samples_for_training
         if new < minimum:
@@ -179,4 +190,12 @@ class ModelRuntime:
         total = self.store.append(rows)
         if self.metrics is not None:
             self.metrics.samples.labels(model=self.name).inc(len(rows))
+        self._score_live()
         return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
+
+    def _score_live(self) -> None:
+        """Score new rows with the served version (test-then-train); a failure is logged, never lost samples."""
+        try:
+            self.monitor.update()
+        except Exception:  # the rows are stored already: a 500 would only make the client send them twice
+            log.exception("model %s: live scoring failed", self.name)
