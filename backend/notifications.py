@@ -37,6 +37,7 @@ LEVEL_OF_EVENT = {
     "MODEL_ROLLED_BACK": "success",
     "MODEL_PRUNED": "success",
     "MODEL_REJECTED": "warning",
+    "DRIFT_DETECTED": "warning",
     "TRAINING_FAILED": "error",
     "MODEL_LOAD_FAILED": "error",
 }

@@ -85,6 +85,7 @@ def build(config: Config) -> dict[str, Any]:
         ("/api/{model}/train", [model], {"post": _operation("Start a training job", 202, "TrainRequest")}),
         ("/api/{model}/data-quality", [model], {"post": _operation("Data-quality report", body="DataQualityRequest")}),
         ("/api/{model}/training/status", [model], {"get": _operation("Training status")}),
+        ("/api/{model}/monitoring", [model], {"get": _operation("Live score, drift and staleness")}),
         ("/api/{model}/training/history", [model], {"get": _operation("History events", query=schemas.HistoryQuery)}),
         ("/api/{model}/jobs", [model], {"get": _operation("Jobs", query=schemas.JobsQuery)}),
         ("/api/{model}/jobs/{job_id}", [model, job], {"get": _operation("A job"),

@@ -29,6 +29,10 @@ from .runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
+# Triggers that checked their own rule for new rows before submitting (CONTRACT §8): they train even
+# below minSamplesForTraining, so the skip below applies to the interval tick, start-up and manual runs.
+OWN_ROW_RULES = frozenset({"drift", "age", "schedule"})
+
 
 def run_job(rt: ModelRuntime, job: Job) -> None:
     """Run ``job`` for ``rt``; every outcome ends the job and is written to the history log once."""
@@ -45,7 +49,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
     if csv_path is None:
         trained_rows, limit = rt.store.snapshot()
         new = rt.new_since_training(trained_rows)
-        if not request.force and new < rt.config.training.min_samples_for_training:
+        if not request.force and job.trigger not in OWN_ROW_RULES and new < rt.config.training.min_samples_for_training:
             _skip(rt, job, new, trained_rows)
             return
         csv_path = str(rt.store.path)

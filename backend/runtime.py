@@ -16,6 +16,7 @@ from .errors import Conflict, DataQualityError, Invalid
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .metrics import Metrics
+from .monitoring import Monitor
 from .notifications import Notifier
 from .options import TrainingRequest, check as check_options, merge as merge_options
 from .registry import Registry
@@ -49,6 +50,7 @@ class ModelRuntime:
         self._run_job = run_job
         self.runner = JobRunner(config.name, self._run, self.registry.folder)
         self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)
+        self.monitor = Monitor(config, self.store, self.registry, lambda: self.slot.served, self.record, metrics)
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -163,10 +165,19 @@ class ModelRuntime:
 
         ``now`` (UTC, default the real time) is the clock of the time triggers, so tests pass their own.
         """
+        self._score_live()  # rows outside writers appended are scored before any training can use them
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
         total, new = self.sample_counts()
+        # drift (CONTRACT §8): an open episode trains once, below minSamplesForTraining but with >= minLabels new rows
+        if self.monitor.training_due(new):
+            try:
+                job = self.submit_training("drift")
+            except Conflict:
+                return None
+            self.monitor.training_started(job.job_id)
+            return job
         # maxModelAgeHours: a stale active version trains on any new row (trigger "age"), see triggers.py
         handled, job = self.age_trigger.check(self, now, total, new)
         if handled:
@@ -192,4 +203,12 @@ class ModelRuntime:
         total = self.store.append(rows)
         if self.metrics is not None:
             self.metrics.samples.labels(model=self.name).inc(len(rows))
+        self._score_live()
         return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
+
+    def _score_live(self) -> None:
+        """Score new rows with the served version (test-then-train); a failure is logged, never lost samples."""
+        try:
+            self.monitor.update()
+        except Exception:  # the rows are stored already: a 500 would only make the client send them twice
+            log.exception("model %s: live scoring failed", self.name)

@@ -7,6 +7,7 @@ answer everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import NotFound
@@ -33,12 +34,16 @@ class ModelStatus:
     auto_train_interval_hours: float
     min_samples_for_training: int
     next_check_time: str | None
+    model_age_hours: float | None  # hours since the active version was created
+    drift_detected: bool  # a drift episode is open (monitoring.json)
 
     def health(self) -> dict[str, Any]:
         """The per-model part of ``GET /health``."""
         return {"model_loaded": self.active_version is not None, "model_path": self.model_path,
                 "last_training_time": self.last_training_time, "training_in_progress": self.training_job is not None,
-                "auto_training_enabled": self.auto_train, "version": self.active_version}
+                "auto_training_enabled": self.auto_train, "version": self.active_version,
+                "model_age_hours": self.model_age_hours, "samples_since_training": self.samples_since_last_training,
+                "drift_detected": self.drift_detected}
 
     def listing(self) -> dict[str, Any]:
         """One entry of ``GET /api/models``."""
@@ -59,6 +64,8 @@ class ModelStatus:
             "active_version": self.active_version,
             "total_samples": self.total_samples,
             "samples_since_last_training": self.samples_since_last_training,
+            "model_age_hours": self.model_age_hours,
+            "drift_detected": self.drift_detected,
             "next_check_time": self.next_check_time,
             "current_job": self.current_job,
         }
@@ -77,6 +84,7 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
         except NotFound:  # claimed by another process a moment before its record was written
             current = {"job_id": running, "status": "running"}
     training = rt.config.training
+    active = served.version if served else state["active"]
     return ModelStatus(
         name=rt.name,
         task=served.task if served else rt.config.task,
@@ -94,4 +102,35 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
         auto_train_interval_hours=training.auto_train_interval_hours,
         min_samples_for_training=training.min_samples_for_training,
         next_check_time=next_check_time,
+        model_age_hours=_age_hours((state["versions"].get(active) or {}).get("created_at") if active else None),
+        drift_detected=rt.monitor.live().detected,
     )
+
+
+def _age_hours(created_at: str | None) -> float | None:
+    """Hours from an ISO 8601 timestamp (with offset) to now; None without one."""
+    if not created_at:
+        return None
+    created = datetime.fromisoformat(created_at)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return round((datetime.now(timezone.utc) - created).total_seconds() / 3600, 4)
+
+
+def monitoring(rt: ModelRuntime) -> dict[str, Any]:
+    """``GET /api/<m>/monitoring``: the active version's live score, its windows, drift and staleness."""
+    found = of(rt)
+    live = rt.monitor.live()
+    current = live.version is not None and live.version == found.active_version
+    return {
+        "model": rt.name,
+        "active_version": found.active_version,
+        "metric": live.metric if current else rt.config.training.options.metric,
+        "live": {"version": found.active_version, "score": live.score if current else None,
+                 "n_labels": live.n_labels if current else 0,
+                 "recorded_score": live.recorded_score if current else None, "drop": live.drop if current else None},
+        "windows": live.windows,
+        "drift": {"detected": live.detected, "kind": live.kind, "since": live.since,
+                  "features": {name: {"psi": value} for name, value in live.psi.items()} if current else {}},
+        "staleness": {"model_age_hours": found.model_age_hours, "samples_since_training": found.samples_since_last_training},
+    }

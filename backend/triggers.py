@@ -92,8 +92,7 @@ def train_or_skip(rt: ModelRuntime, trigger: str, total: int, new: int, details:
         log.info("model %s: %s training skipped, no new samples", rt.name, trigger)
         return None
     try:
-        # force: the job would skip below minSamplesForTraining, which this trigger overrides on purpose
-        job = rt.submit_training(trigger, {"force": True})
+        job = rt.submit_training(trigger)  # below minSamplesForTraining on purpose (retrain.OWN_ROW_RULES)
     except Conflict:
         log.info("model %s: %s training left to the process already training it", rt.name, trigger)
         return None

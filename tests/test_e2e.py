@@ -50,12 +50,14 @@ def test_scheduler_trains_promotes_and_serves_new_versions(tmp_path, servers):
     events = history_events(tmp_path)  # every line parses as JSON
     meaningful = [e for e in events if e["event_type"] != "TRAINING_SKIPPED"]
     assert [e["event_type"] for e in meaningful] == [
-        "TRAINING_STARTED", "TRAINING_COMPLETED", "MODEL_PROMOTED",
+        "TRAINING_STARTED", "TRAINING_COMPLETED", "MODEL_PROMOTED", "DRIFT_DETECTED",
         "TRAINING_STARTED", "TRAINING_COMPLETED", "MODEL_PROMOTED",
     ]
-    assert {e["details"]["trigger"] for e in meaningful if e["event_type"] == "TRAINING_STARTED"} == {"auto"}
+    # the overloaded devices' rows are scored by v1 as they arrive: a drift episode, and the tick trains on it
+    assert meaningful[3]["details"]["version"] == "v1"
+    assert [e["details"]["trigger"] for e in meaningful if e["event_type"] == "TRAINING_STARTED"] == ["auto", "drift"]
     assert [e["details"]["version"] for e in meaningful if e["event_type"] == "TRAINING_COMPLETED"] == ["v1", "v2"]
-    assert meaningful[3]["details"]["n_samples"] == 600
+    assert meaningful[4]["details"]["n_samples"] == 600
 
 
 def test_hot_reload_under_load_fails_no_request(tmp_path, servers):
