@@ -11,13 +11,27 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .config import ModelConfig
 from .errors import Conflict
-from .jobs import Job
+from .jobs import Job, JobRunner
+from .registry import Registry
 
-if TYPE_CHECKING:  # runtime.py imports this module
-    from .runtime import ModelRuntime
+
+class Trainable(Protocol):
+    """What the triggers need of a model's runtime; ``ModelRuntime`` has it (a protocol: runtime.py imports this)."""
+
+    name: str
+    config: ModelConfig
+    registry: Registry
+    runner: JobRunner
+
+    def record(self, event_type: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    def sample_counts(self) -> tuple[int, int]: ...
+
+    def submit_training(self, trigger: str, given: dict[str, Any] | None = None, *, wait: bool = False) -> Job: ...
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +43,7 @@ def utc(now: datetime | None = None) -> datetime:
     return now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
 
 
-def model_age_hours(rt: ModelRuntime, now: datetime | None = None) -> float | None:
+def model_age_hours(rt: Trainable, now: datetime | None = None) -> float | None:
     """Hours since the active version was trained (its record's ``created_at``); None with no active version."""
     active = rt.registry.state()["active"]
     if active is None:
@@ -52,7 +66,7 @@ class AgeTrigger:
     def __init__(self) -> None:
         self._skipped_period: tuple[str, int] | None = None
 
-    def check(self, rt: ModelRuntime, now: datetime | None, total: int, new: int) -> tuple[bool, Job | None]:
+    def check(self, rt: Trainable, now: datetime | None, total: int, new: int) -> tuple[bool, Job | None]:
         """Return (handled, job): handled when the age trigger acted and the interval rule must not run."""
         limit = rt.config.training.max_model_age_hours
         if limit is None or not rt.config.training.auto_train:
@@ -70,7 +84,7 @@ class AgeTrigger:
         return True, train_or_skip(rt, "age", total, new, details)
 
 
-def scheduled_check(rt: ModelRuntime, now: datetime | None = None) -> Job | None:
+def scheduled_check(rt: Trainable, now: datetime | None = None) -> Job | None:
     """The ``schedule`` cron job's run: train on any new row (trigger 'schedule'), else TRAINING_SKIPPED."""
     expr = rt.config.training.schedule
     if expr is None or not rt.config.training.auto_train:
@@ -83,7 +97,7 @@ def scheduled_check(rt: ModelRuntime, now: datetime | None = None) -> Job | None
     return train_or_skip(rt, "schedule", total, new, {"schedule": expr, "scheduled_time": utc(now).isoformat()})
 
 
-def train_or_skip(rt: ModelRuntime, trigger: str, total: int, new: int, details: dict[str, Any]) -> Job | None:
+def train_or_skip(rt: Trainable, trigger: str, total: int, new: int, details: dict[str, Any]) -> Job | None:
     """Start a ``trigger`` training on any new row, however few; with none, write TRAINING_SKIPPED ``no_new_samples``."""
     if new == 0:
         rt.record("TRAINING_SKIPPED", f"No new samples since the last training ({trigger} trigger)",
