@@ -9,6 +9,7 @@ start-up; the replay starts once it serves. Nothing else steers the server.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ def _wait(probe, timeout: float, what: str) -> Any:
 
 def replay(stream: Stream, folder: Path, start: int, seed_rows: int = MIN_SAMPLES, max_seconds: float = 900.0,
            batch: int = 10, paced: bool = True) -> RefitRun:
-    """Run a server for ``stream`` in ``folder`` and replay every row after the seed ones; score rows ``start`` on.
+    """Run a server for ``stream`` in ``folder`` (emptied first), replay every row after the seed ones, score ``start`` on.
 
     ``paced``: once a samples answer says ``minSamplesForTraining`` new rows are in, no more rows arrive until
     the scheduler's training of them has ended (the production regime, where rows arrive over hours and a
@@ -96,7 +97,8 @@ def replay(stream: Stream, folder: Path, start: int, seed_rows: int = MIN_SAMPLE
     row-by-row replay would have used. Unpaced, rows arrive as fast as the server answers. The replay stops
     by itself at the end of the stream or after ``max_seconds``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a registry left by an earlier run would serve its old versions
+    folder.mkdir(parents=True)
     config = write_config(folder, stream)
     seed_store(folder, stream, seed_rows)
     frame = stream.frame
