@@ -1,6 +1,6 @@
 # `make run` (demo server on 127.0.0.1:5001) and `make test` (the whole suite, as CI runs it);
 # `make test-fast` (all but the real-process tests), `make lint` (ruff), `make bench` (measures),
-# `make lock` (re-pins every dependency).
+# `make bench-drift` (retraining quality on drifting streams), `make lock` (re-pins every dependency).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ REQUIREMENTS := -r requirements.txt -r requirements-dev.txt
 CHECK_PYTHON = @$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else \
 	f"error: Refit needs Python 3.11 or newer, but $(PYTHON) is {v.major}.{v.minor}; run make PYTHON=python3.11 ...")'
 
-.PHONY: install run test test-fast lint bench lock clean
+.PHONY: install run test test-fast lint bench bench-drift lock clean
 
 $(BIN)/python:
 	$(CHECK_PYTHON)
@@ -47,6 +47,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# River is a bench-only tool: pinned in requirements-bench.txt, installed into the same venv with the lock
+# as constraints (its dependencies are pinned there already). DRIFT_ARGS="--length 6000" for a quick run.
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+$(BENCH_STAMP): requirements-bench.txt requirements.lock $(STAMP)
+	$(BIN)/$(PIP) install --quiet -r requirements-bench.txt -c requirements.lock
+	touch $(BENCH_STAMP)
+
+bench-drift: $(BENCH_STAMP)
+	$(BIN)/python -m bench.drift $(DRIFT_ARGS)
 
 # Regenerate requirements.lock after editing requirements.txt or requirements-dev.txt: resolve both
 # afresh in a throw-away venv (with $(PYTHON), 3.11 being the oldest we support) and freeze what it got.
