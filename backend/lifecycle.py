@@ -46,7 +46,8 @@ def _switch(rt: ModelRuntime, version: str, *, rollback: bool, forced: bool) -> 
         event, message = "MODEL_ROLLED_BACK", f"Rolled back from {previous or 'no version'} to {version}; {version} now serves"
     else:
         event = "MODEL_ACTIVATED"
-        message = f"Version {version} activated and now serving (it replaces {previous or 'no version'})"
+        message = (f"Version {version} activated again; it was already serving" if previous == version else
+                   f"Version {version} activated and now serving (it replaces {previous or 'no version'})")
     rt.record(event, message, {"version": version, "previous_version": previous, "forced": forced})
     return {"model": rt.name, "active_version": version, "previous_version": previous}
 

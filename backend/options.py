@@ -153,7 +153,8 @@ class OptionsSchema(Strict):
     test_size = fields.Float(data_key="testSize", load_default=0.2, validate=validate.Range(min=0.05, max=0.5))
     metric = fields.String(load_default=None, allow_none=True)
     min_improvement = fields.Float(data_key="minImprovement", load_default=0.0, validate=validate.Range(min=0.0))
-    random_state = fields.Integer(data_key="randomState", load_default=42, strict=True)
+    random_state = fields.Integer(data_key="randomState", load_default=42, strict=True,
+                                  validate=validate.Range(min=0, max=2**32 - 1))  # what numpy and scikit-learn accept
     n_jobs = fields.Integer(data_key="nJobs", load_default=1, strict=True, validate=validate.Range(min=1, max=64))
     timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=3600.0, validate=validate.Range(min=1))
     plots = fields.Boolean(load_default=True)
