@@ -290,10 +290,16 @@ def _search_windows(opts: TrainingOptions, data: training.PreparedData, held_out
     if not scored:
         return "all", scores
     best = max(scored, key=lambda w: evaluation.improvement(metric, scores[w], scores[scored[0]]))
-    # the longest window within one standard error of the best: a shorter one must win clearly
-    tolerance = windows.standard_error(
-        lambda resample: scorer(fitted[best], X_test.iloc[resample], y_test.iloc[resample]), held_out.n,
-        opts.random_state)
+    # the longest window within one standard error of the best: a shorter one must win clearly.
+    # The best window predicts the holdout once; each bootstrap resample only re-scores those answers.
+    model, tolerance = fitted[best], 0.0
+    wants_proba = metric in evaluation.PROBA_METRICS
+    if not wants_proba or hasattr(model, "predict_proba"):
+        answers = evaluation.Replay(model.predict(X_test), model.predict_proba(X_test) if wants_proba else None,
+                                    getattr(model, "classes_", None))
+        tolerance = windows.standard_error(
+            lambda resample: scorer(answers.subset(resample), None, y_test.iloc[resample]), held_out.n,
+            opts.random_state)
     return windows.choose(scores, lambda a, b: evaluation.improvement(metric, a, b), tolerance), scores
 
 

@@ -76,6 +76,32 @@ METRICS: dict[str, dict[str, Callable[[BaseEstimator, pd.DataFrame, pd.Series], 
     },
 }
 PERMUTATION_ROWS = 2000
+PROBA_METRICS = frozenset({"roc_auc", "log_loss"})
+
+
+class Replay:
+    """Hands a metric of ``METRICS`` answers a model already gave, so scoring them again predicts nothing.
+
+    Live scores (``monitoring``) and bootstrap resamples of a holdout (``candidate``) use it, so every
+    score shares one definition of each metric and its direction.
+    """
+
+    def __init__(self, predictions: np.ndarray, proba: np.ndarray | None, classes: Any = None):
+        self._predictions = predictions
+        self._proba = proba
+        self.classes_ = np.asarray(classes) if classes is not None else None
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self._predictions
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self._proba
+
+    def subset(self, positions: np.ndarray) -> Replay:
+        """The answers at ``positions`` (a resample)."""
+        return Replay(self._predictions[positions], None if self._proba is None else self._proba[positions],
+                      self.classes_)
+
 
 
 def evaluate(model: BaseEstimator, X: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float | None]:

@@ -35,11 +35,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import drift
+from . import drift, evaluation
 from .config import ModelConfig
 from .csvrecords import read_header
 from .errors import DataQualityError
-from .evaluation import DEFAULT_METRIC, METRICS, improvement
+from .evaluation import DEFAULT_METRIC, METRICS, Replay, improvement
 from .files import atomic_write, locked
 from .history import utc_now
 from .metrics import Metrics
@@ -51,24 +51,7 @@ from .training import coerce_features, read_samples
 log = logging.getLogger(__name__)
 
 Record = Callable[[str, str, dict[str, Any]], Any]  # writes a history event
-PROBA_METRICS = frozenset({"roc_auc", "log_loss"})
 KEEP_WINDOWS = 200
-
-
-class _Replay:
-    """Hands ``evaluation.METRICS`` the predictions the served version already made, so live and recorded
-    scores share one definition of each metric."""
-
-    def __init__(self, predictions: np.ndarray, proba: np.ndarray | None, classes: list[Any] | None):
-        self._predictions = predictions
-        self._proba = proba
-        self.classes_ = np.asarray(classes) if classes else None
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self._predictions
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return self._proba
 
 
 def score(metric: str, task: str, outcomes: list[list[Any]], classes: list[Any] | None) -> float | None:
@@ -77,7 +60,7 @@ def score(metric: str, task: str, outcomes: list[list[Any]], classes: list[Any] 
         return None
     labels = [o[0] for o in outcomes]
     proba = None
-    if metric in PROBA_METRICS:
+    if metric in evaluation.PROBA_METRICS:
         if any(o[2] is None for o in outcomes):
             return None
         proba = np.asarray([o[2] for o in outcomes], dtype=float)
@@ -86,7 +69,7 @@ def score(metric: str, task: str, outcomes: list[list[Any]], classes: list[Any] 
         labels, predictions = [str(v) for v in labels], [str(v) for v in predictions]  # an unknown label's text
     y = pd.Series(labels, dtype=None if task == "classification" else float)
     try:
-        value = float(METRICS[task][metric](_Replay(np.asarray(predictions), proba, classes), np.zeros((len(y), 0)), y))
+        value = float(METRICS[task][metric](Replay(np.asarray(predictions), proba, classes), None, y))
     except ValueError:  # e.g. one class only in the window for a metric that needs two
         return None
     return value if math.isfinite(value) else None
@@ -251,7 +234,7 @@ class Monitor:
         predictions, probabilities = predict_frame(served.pipeline, X[labelled.to_numpy()], served.task)
         labels = [self._label(v, served) for v in frame.loc[labelled, target]]
         ends = [int(i) + 1 for i in frame.index[labelled.to_numpy()]]
-        keep_proba = stream["metric"] in PROBA_METRICS and probabilities is not None
+        keep_proba = stream["metric"] in evaluation.PROBA_METRICS and probabilities is not None
         for i, (label, predicted) in enumerate(zip(labels, predictions)):
             stream["recent"] = (stream["recent"] + [[label, predicted,
                                                      list(probabilities[i].values()) if keep_proba else None]])[-minimum:]
