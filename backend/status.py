@@ -7,11 +7,11 @@ answer everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from .errors import NotFound
 from .runtime import ModelRuntime
+from .triggers import model_age_hours
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
     state = rt.registry.state()
     total = rt.store.count()
     served = rt.slot.served
+    age = model_age_hours(rt)
     running = rt.runner.running_anywhere()
     current = None
     if running is not None:
@@ -84,7 +85,6 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
         except NotFound:  # claimed by another process a moment before its record was written
             current = {"job_id": running, "status": "running"}
     training = rt.config.training
-    active = served.version if served else state["active"]
     return ModelStatus(
         name=rt.name,
         task=served.task if served else rt.config.task,
@@ -102,19 +102,9 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
         auto_train_interval_hours=training.auto_train_interval_hours,
         min_samples_for_training=training.min_samples_for_training,
         next_check_time=next_check_time,
-        model_age_hours=_age_hours((state["versions"].get(active) or {}).get("created_at") if active else None),
+        model_age_hours=None if age is None else round(age, 4),
         drift_detected=rt.monitor.live().detected,
     )
-
-
-def _age_hours(created_at: str | None) -> float | None:
-    """Hours from an ISO 8601 timestamp (with offset) to now; None without one."""
-    if not created_at:
-        return None
-    created = datetime.fromisoformat(created_at)
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
-    return round((datetime.now(timezone.utc) - created).total_seconds() / 3600, 4)
 
 
 def monitoring(rt: ModelRuntime) -> dict[str, Any]:

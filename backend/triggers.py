@@ -45,10 +45,11 @@ def utc(now: datetime | None = None) -> datetime:
 
 def model_age_hours(rt: Trainable, now: datetime | None = None) -> float | None:
     """Hours since the active version was trained (its record's ``created_at``); None with no active version."""
-    active = rt.registry.state()["active"]
-    if active is None:
+    state = rt.registry.state()
+    entry = state["versions"].get(state["active"]) if state["active"] else None
+    if not entry or not entry.get("created_at"):
         return None
-    created = datetime.fromisoformat(rt.registry.version(active)["created_at"])
+    created = datetime.fromisoformat(entry["created_at"])  # the index has it: no metadata file is read
     return (utc(now) - utc(created)).total_seconds() / 3600
 
 

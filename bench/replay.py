@@ -21,7 +21,7 @@ import numpy as np
 import requests
 
 from backend.samples import render_rows
-from bench.procs import Server, free_port
+from bench.procs import Server, free_port, wait_for
 from bench.streams import TARGET, Stream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,16 +76,6 @@ def seed_store(folder: Path, stream: Stream, rows: int) -> None:
         handle.write(render_rows(columns, stream.frame.iloc[:rows].to_dict("records")))
 
 
-def _wait(probe, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def replay(stream: Stream, folder: Path, start: int, seed_rows: int = MIN_SAMPLES, max_seconds: float = 900.0,
            batch: int = 10, paced: bool = True) -> RefitRun:
     """Run a server for ``stream`` in ``folder`` (emptied first), replay every row after the seed ones, score ``start`` on.
@@ -116,7 +106,7 @@ def replay(stream: Stream, folder: Path, start: int, seed_rows: int = MIN_SAMPLE
         def status() -> dict[str, Any]:
             return http.get(f"{api}/training/status", timeout=30).json()
 
-        _wait(lambda: status()["active_version"], 300, "the start-up training")
+        wait_for(lambda: status()["active_version"], 300, "the start-up training")
         began = time.monotonic()
         for at in range(seed_rows, len(frame), batch):
             if time.monotonic() - began > max_seconds:
@@ -135,14 +125,14 @@ def replay(stream: Stream, folder: Path, start: int, seed_rows: int = MIN_SAMPLE
             run.rows_replayed += len(chunk)
             if paced and posted is not None and posted["samples_since_last_training"] >= MIN_SAMPLES:
                 try:
-                    _wait(lambda: _trained(status()), 300, f"the scheduler's training after row {chunk[-1]}")
+                    wait_for(lambda: _trained(status()), 300, f"the scheduler's training after row {chunk[-1]}")
                 except RuntimeError as exc:  # say so and stop pacing rather than hang
                     run.failures.append(str(exc))
                     paced = False
         run.replay_seconds = time.monotonic() - began
         # a training the last rows started still ends in the counts (bounded: the server stops regardless)
         try:
-            _wait(lambda: not status()["training_in_progress"], 300, "the last training")
+            wait_for(lambda: not status()["training_in_progress"], 300, "the last training")
         except RuntimeError as exc:
             run.failures.append(str(exc))
         events = http.get(f"{api}/training/history", params={"limit": 10_000, "event_type": "TRAINING_COMPLETED"},

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import requests
 
 from bench import counting
-from bench.procs import RssSampler, Server, cpu_plan, free_port
+from bench.procs import RssSampler, Server, cpu_plan, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -356,16 +356,6 @@ def job_record(base: str, model: str, job: str) -> dict:
 def done_record(base: str, model: str, job: str) -> dict | None:
     record = job_record(base, model, job)
     return record if record["status"] not in ("queued", "running") else None
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def seconds_between(start: str, end: str) -> float:
