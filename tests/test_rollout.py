@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from backend import create_app, demo, shutdown
-from tests.helpers import history_events, wait_job, write_config, write_samples
+from tests.helpers import history_events, wait_job, wait_until, write_config, write_samples
 
 
 @pytest.fixture
@@ -296,14 +296,14 @@ def test_the_split_follows_the_ratio_and_an_experiment_survives_a_restart(make_a
     row = features(demo.rows(1)[0])
     versions = [client.post("/api/parima/predict", json={"features": row}).json["model_version"] for _ in range(1000)]
     keyed = [client.post("/api/parima/predict", json={"features": row, "user_id": f"u{i}"}).json["model_version"]
-             for i in range(1000)]
+             for i in range(2000)]
     for answers in (versions, keyed):
         assert abs(answers.count("v2") / len(answers) - 0.2) < 0.04
     shutdown(app)
     restarted = make_app()
     client = restarted.test_client()
     kept = client.get(f"/api/parima/experiments/{experiment}").json
-    assert kept["status"] == "running" and sum(a["requests"] for a in kept["arms"].values()) == 2000
+    assert kept["status"] == "running" and sum(a["requests"] for a in kept["arms"].values()) == 3000
     assert [client.post("/api/parima/predict", json={"features": row, "user_id": f"u{i}"}).json["model_version"]
             for i in range(200)] == keyed[:200]  # the same key, the same arm, after a restart
     stopped = client.post(f"/api/parima/experiments/{experiment}/stop", json={"promote": "v1"})
@@ -384,3 +384,51 @@ def test_a_promoted_version_that_serves_as_well_stays(make_app, tmp_path):
     assert client.get("/health").json["models"]["parima"]["version"] == "v2"
     assert not events(tmp_path, "MODEL_ROLLED_BACK")
     assert json.loads((tmp_path / "ml_models" / "parima" / "rollout.json").read_text())["watch"] is None
+
+
+# -- several workers ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_four_workers_route_a_key_to_the_same_arm_and_lose_no_arm_count(trained_folder, tmp_path, servers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    for part in ("data", "ml_models"):
+        shutil.copytree(trained_folder / part, tmp_path / part, dirs_exist_ok=True)
+    config = write_config(tmp_path, autoTrain=False, drift={"enabled": False})
+    app = create_app(config)
+    train_shuffled(app.test_client(), tmp_path)  # v2, a second servable version
+    shutdown(app)
+    server = servers(config, workers=4)
+    started = requests.post(f"{server.url}/api/parima/experiments", timeout=10,
+                            json={"name": "four", "versions": ["v1", "v2"], "split": [0.7, 0.3]})
+    assert started.status_code == 201, started.text
+    experiment = started.json()["id"]
+    row = features(demo.rows(1)[0])
+
+    def ask(keys):
+        with requests.Session() as session:  # one keep-alive connection per thread: the threads meet different workers
+            return [(key, session.post(f"{server.url}/api/parima/predict", timeout=10,
+                                       json={"features": row, "routing_key": key}).json()) for key in keys]
+
+    keys = [f"user-{i % 200}" for i in range(800)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for part in pool.map(ask, [keys[i::8] for i in range(8)]) for a in part]
+    arm_of: dict[str, set[str]] = {}
+    for key, answer in answers:
+        assert answer["experiment"] == experiment
+        arm_of.setdefault(key, set()).add(answer["model_version"])
+    assert all(len(arms) == 1 for arms in arm_of.values())  # whichever worker answered
+    pids = {answer["prediction_id"].split(".")[0].split("-")[1] for _, answer in answers}
+    assert len(pids) >= 2, "the requests all reached one worker"
+    share = sum(a["model_version"] == "v2" for _, a in answers) / len(answers)
+    assert abs(share - 0.3) < 0.1  # 200 keys; the in-process test checks the ratio over 2,000 requests
+
+    def counted():
+        arms = requests.get(f"{server.url}/api/parima/experiments/{experiment}", timeout=10).json()["arms"]
+        return sum(a["requests"] for a in arms.values()) == len(keys) and arms
+
+    arms = wait_until(counted, timeout=30, what="every worker's arm counts")
+    assert arms["v2"]["requests"] == sum(a["model_version"] == "v2" for _, a in answers)
