@@ -131,6 +131,10 @@ class Rollout:
             self._seen = seen
         return self._view
 
+    def staged_version(self) -> str | None:
+        """The candidate staged now, if any (for status)."""
+        return (self._load()["staged"] or {}).get("version")
+
     # -- the request path --------------------------------------------------------------------------
 
     def route(self, routing_key: str | None) -> Route:

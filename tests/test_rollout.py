@@ -432,3 +432,19 @@ def test_four_workers_route_a_key_to_the_same_arm_and_lose_no_arm_count(trained_
 
     arms = wait_until(counted, timeout=30, what="every worker's arm counts")
     assert arms["v2"]["requests"] == sum(a["model_version"] == "v2" for _, a in answers)
+
+
+def test_a_shadow_short_of_labels_after_max_hours_stays_staged_and_warns_once(make_app, tmp_path):
+    app = make_app(promotion={"mode": "shadow", "maxHours": 0.5})
+    client = app.test_client()
+    stage_good_against_bad(client, tmp_path)
+    state_file = tmp_path / "ml_models" / "parima" / "rollout.json"
+    state = json.loads(state_file.read_text())
+    state["staged"]["since"] = "2026-01-01T00:00:00+00:00"  # staged long before maxHours ago
+    state_file.write_text(json.dumps(state))
+    rt_of(app).tick()
+    rt_of(app).tick()
+    warnings = [n for n in client.get("/api/notifications?level=warning").json["notifications"]
+                if n["event_type"] == "MODEL_STAGED"]
+    assert len(warnings) == 1 and "still staged" in warnings[0]["message"] and warnings[0]["version"] == "v3"
+    assert client.get("/api/parima/versions/v3").json["status"] == "staged"
