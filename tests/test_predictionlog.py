@@ -74,7 +74,7 @@ def test_prune_keeps_the_folder_under_its_size_bound_oldest_hours_first(tmp_path
     log, clock = make(tmp_path, keep_hours=1000, max_megabytes=1)
     wide = [[float(i), "x" * 2000] for i in range(100)]  # ~200 kB a request
     kept = []
-    for hour in range(8):
+    for _ in range(8):
         kept.append(log.append("v1", FEATURES, wide, [0] * 100, None)[0])
         clock.now += dt.timedelta(hours=1)
     log.append("v1", FEATURES, [[0.0, "x"]], [0], None)  # our live segment is now the newest hour's
