@@ -179,8 +179,7 @@ class ModelRuntime:
 
         ``now`` (UTC, default the real time) is the clock of the time triggers, so tests pass their own.
         """
-        self.score_live()  # rows outside writers appended are scored before any training can use them
-        self._rollout_tick()
+        self.rollout_tick()  # rows outside writers appended are scored before any training can use them
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
@@ -230,8 +229,9 @@ class ModelRuntime:
         except Exception:  # the rows are stored already: a 500 would only make the client send them twice
             log.exception("model %s: live scoring failed", self.name)
 
-    def _rollout_tick(self) -> None:
-        """The tick's share of rollout: decisions due without new labels, and the prediction log's retention."""
+    def rollout_tick(self) -> None:
+        """Score new rows, take the rollout decisions due without new labels, apply the prediction log's retention."""
+        self.score_live()
         try:
             self.rollout.decide()
             self.predictions.prune()
