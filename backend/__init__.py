@@ -42,7 +42,7 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
         runtimes[name] = ModelRuntime(model, config.storage, history, notifier, retrain.run_job, metrics,
-                                      base_dir=config.path.parent)
+                                      base_dir=config.path.parent, prediction_log=config.prediction_log)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
@@ -72,7 +72,8 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
     handlers.init_app(app)
     register(app)
     if start_scheduler:
-        state.watcher = RegistryWatcher(rt.slot for rt in state.runtimes.values())
+        state.watcher = RegistryWatcher([rt.slot.follow for rt in state.runtimes.values()]
+                                        + [rt.rollout.flush for rt in state.runtimes.values()])
         state.watcher.start()
         state.scheduler = TrainingScheduler(state.runtimes, config.storage.data_dir)
         state.scheduler.start()
@@ -86,6 +87,12 @@ def shutdown(app: Flask, timeout: float = 20.0) -> None:
         state.scheduler.shutdown()
     if state.watcher is not None:
         state.watcher.stop()
+    for rt in state.runtimes.values():  # arm request counts this process still holds
+        try:
+            rt.rollout.flush()
+        except OSError as exc:
+            log.warning("shutting down: experiment counts of %s not saved: %s", rt.name, exc)
+        rt.predictions.close()
     running = [rt.runner.current for rt in state.runtimes.values() if rt.runner.current is not None]
     for job in running:
         log.info("shutting down: cancelling job %s of %s", job.job_id, job.model)

@@ -1,4 +1,5 @@
-"""python -m backend <command>: serve, train, status, history, versions, simulate, demo-data.
+"""python -m backend <command>: serve, train, status, history, versions, activate, rollback, promote, reject,
+experiments, feedback, simulate, demo-data.
 
 Every command reads the same config.json ($REFIT_CONFIG or ./config.json, or
 --config) and works on the same files as the server. Exit code 0 on success;
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from . import lifecycle
+from . import cli_rollout, lifecycle
 from .config import Config, load_config
 from .errors import CommandError, RefitError
 from .files import parse_line
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", help="server address (default: the config's host and port)")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(func=cmd_simulate)
+
+    cli_rollout.add_parsers(commands)
 
     demo_data = commands.add_parser("demo-data", help="write the PARIMA demo CSV")
     demo_data.add_argument("model", nargs="?")

@@ -79,6 +79,29 @@ class DriftConfig:
     feature_threshold: float = 0.2
 
 
+PROMOTION_MODES = ("auto", "manual", "shadow", "canary")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """A model's ``promotion`` block: how a candidate that passed the gate reaches traffic (CONTRACT §9)."""
+
+    mode: str = "auto"
+    min_labels: int = 200  # labels per arm (or shadow pair) before a rollout decision
+    canary_fraction: float = 0.1
+    max_hours: float = 24.0  # a shadow or canary still short of labels after this warns
+    watch_labels: int = 200  # labels the post-promotion watch compares
+    watch_max_drop: float = 0.05
+
+
+@dataclass(frozen=True)
+class PredictionLogConfig:
+    """The global ``predictionLog`` block: how long and how much of the served predictions are kept for feedback."""
+
+    keep_hours: float = 168.0
+    max_megabytes: int = 1024
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -86,6 +109,7 @@ class ModelConfig:
     training: TrainingConfig
     task: str | None = None
     features: tuple[str, ...] | None = None
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,7 @@ class Config:
     storage: StorageConfig
     notifications: NotificationsConfig
     models: dict[str, ModelConfig]
+    prediction_log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
 
 
 _Strict = options.Strict
@@ -141,6 +166,25 @@ class _DriftSchema(_Strict):
                                      validate=validate.Range(min=0, min_inclusive=False))
 
 
+class _PromotionSchema(_Strict):
+    """``models.<m>.promotion`` (CONTRACT §9)."""
+
+    mode = fields.String(load_default="auto", validate=validate.OneOf(PROMOTION_MODES))
+    min_labels = fields.Integer(data_key="minLabels", load_default=200, strict=True, validate=validate.Range(min=10))
+    canary_fraction = fields.Float(data_key="canaryFraction", load_default=0.1,
+                                   validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False))
+    max_hours = fields.Float(data_key="maxHours", load_default=24.0, validate=validate.Range(min=0, min_inclusive=False))
+    watch_labels = fields.Integer(data_key="watchLabels", load_default=200, strict=True, validate=validate.Range(min=10))
+    watch_max_drop = fields.Float(data_key="watchMaxDrop", load_default=0.05, validate=validate.Range(min=0))
+
+
+class _PredictionLogSchema(_Strict):
+    keep_hours = fields.Float(data_key="keepHours", load_default=168.0,
+                              validate=validate.Range(min=0, max=24 * 366, min_inclusive=False))
+    max_megabytes = fields.Integer(data_key="maxMegabytes", load_default=1024, strict=True,
+                                   validate=validate.Range(min=1))
+
+
 class _TrainingSchema(OptionsSchema):
     """``models.<m>.training``: the training options plus when to train and where the files are."""
 
@@ -173,6 +217,7 @@ class _ModelSchema(_Strict):
     target = fields.String(required=True, validate=validate.Length(min=1))
     features = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None, allow_none=True)
     training = fields.Nested(_TrainingSchema, load_default=_defaults(_TrainingSchema))
+    promotion = fields.Nested(_PromotionSchema, load_default=_defaults(_PromotionSchema))
 
     @validates_schema
     def _check(self, data: dict, **_: Any) -> None:
@@ -195,6 +240,8 @@ class _ConfigSchema(_Strict):
     security = fields.Nested(_SecuritySchema, load_default=_defaults(_SecuritySchema))
     storage = fields.Nested(_StorageSchema, load_default=_defaults(_StorageSchema))
     notifications = fields.Nested(_NotificationsSchema, load_default=_defaults(_NotificationsSchema))
+    prediction_log = fields.Nested(_PredictionLogSchema, data_key="predictionLog",
+                                   load_default=_defaults(_PredictionLogSchema))
     models = fields.Dict(keys=fields.String(), values=fields.Nested(_ModelSchema), required=True)
 
     @post_load
@@ -276,6 +323,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
             features=tuple(spec["features"]) if spec["features"] is not None else None,
             training=TrainingConfig(log_file=resolve(log_file), training_log_file=resolve(history_file), options=chosen,
                                     **schedule),
+            promotion=PromotionConfig(**spec["promotion"]),
         )
     return Config(
         path=config_file.resolve(),
@@ -284,4 +332,5 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         storage=storage,
         notifications=NotificationsConfig(**data["notifications"]),
         models=models,
+        prediction_log=PredictionLogConfig(**data["prediction_log"]),
     )

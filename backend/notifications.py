@@ -38,6 +38,9 @@ LEVEL_OF_EVENT = {
     "MODEL_PRUNED": "success",
     "MODEL_REJECTED": "warning",
     "DRIFT_DETECTED": "warning",
+    "MODEL_STAGED": "success",
+    "EXPERIMENT_STARTED": "success",
+    "EXPERIMENT_CONCLUDED": "success",
     "TRAINING_FAILED": "error",
     "MODEL_LOAD_FAILED": "error",
 }
@@ -64,6 +67,8 @@ class Notifier:
         if level is None:
             return None
         details = event.get("details") or {}
+        if event["event_type"] == "MODEL_ROLLED_BACK" and details.get("reason") == "watch":
+            level = "error"  # the server undid a promotion by itself: someone should look
         return self.notify(level, event["model"], details.get("version"), event["event_type"], event["message"], details)
 
     def notify(self, level: str, model: str, version: str | None, event_type: str, message: str,

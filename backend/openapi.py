@@ -14,6 +14,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from . import schemas
 from .config import Config
 from .datasets import DATASET_ID
+from .predictionlog import PREDICTION_ID
 from .registry import VERSION_ID
 
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
@@ -50,7 +51,9 @@ def build(config: Config) -> dict[str, Any]:
     spec.components.schema("Error", ERROR)
     for name, schema in [("TrainRequest", schemas.TrainRequest), ("ActivateRequest", schemas.ActivateRequest),
                          ("RollbackRequest", schemas.RollbackRequest), ("CompareRequest", schemas.CompareRequest),
-                         ("TrainAllRequest", schemas.TrainAllRequest), ("DataQualityRequest", schemas.DataQualityRequest)]:
+                         ("TrainAllRequest", schemas.TrainAllRequest), ("DataQualityRequest", schemas.DataQualityRequest),
+                         ("ExperimentRequest", schemas.ExperimentRequest),
+                         ("StopExperimentRequest", schemas.StopExperimentRequest)]:
         spec.components.schema(name, schema=schema)
     model = {"name": "model", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(config.models)}}
     version = {"name": "version", "in": "path", "required": True,
@@ -59,9 +62,20 @@ def build(config: Config) -> dict[str, Any]:
     dataset = {"name": "dataset_id", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": DATASET_ID.pattern}}
     plot = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z_]{1,40}$"}}
+    experiment = {"name": "experiment_id", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": "^e[1-9][0-9]{0,8}$"}}
+    prediction = {"name": "prediction_id", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": PREDICTION_ID.pattern}}
     max_rows = config.security.max_batch_rows
     predict_body = {"type": "object", "properties": {
-        "features": ROW, "instances": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows}}}
+        "features": ROW, "instances": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows},
+        "version": {"type": "string", "pattern": VERSION_ID.pattern},
+        "routing_key": {"type": "string", "maxLength": 256}, "user_id": {"type": "string", "maxLength": 256}}}
+    feedback_body = {"type": "object", "required": ["feedback"], "properties": {"feedback": {
+        "type": "array", "minItems": 1, "maxItems": max_rows, "items": {
+            "type": "object", "required": ["prediction_id", "label"], "additionalProperties": False,
+            "properties": {"prediction_id": {"type": "string"}, "label": {"anyOf": [
+                {"type": "string"}, {"type": "number"}, {"type": "boolean"}]}}}}}}
     samples_body = {"type": "object", "required": ["samples"], "properties": {
         "samples": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows}}}
     upload = {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -98,6 +112,21 @@ def build(config: Config) -> dict[str, Any]:
          {"get": _operation("An evaluation plot", ok_type="image/png")}),
         ("/api/{model}/versions/{version}/activate", [model, version],
          {"post": _operation("Serve a version", body="ActivateRequest")}),
+        ("/api/{model}/versions/{version}/promote", [model, version],
+         {"post": _operation("Serve a staged version", tag="rollout")}),
+        ("/api/{model}/versions/{version}/reject", [model, version],
+         {"post": _operation("Drop a staged version", tag="rollout")}),
+        ("/api/{model}/experiments", [model], {
+            "get": _operation("Experiments, newest first", tag="rollout"),
+            "post": _operation("Start an experiment", 201, "ExperimentRequest", required=True, tag="rollout")}),
+        ("/api/{model}/experiments/{experiment_id}", [model, experiment],
+         {"get": _operation("An experiment with its arms", tag="rollout")}),
+        ("/api/{model}/experiments/{experiment_id}/stop", [model, experiment],
+         {"post": _operation("End an experiment by hand", body="StopExperimentRequest", tag="rollout")}),
+        ("/api/{model}/feedback", [model], {"post": _operation("Labels for logged predictions", 201, feedback_body,
+                                                              required=True, tag="rollout")}),
+        ("/api/{model}/predictions/{prediction_id}", [model, prediction],
+         {"get": _operation("A logged prediction", tag="rollout")}),
         ("/api/{model}/rollback", [model], {"post": _operation("Serve the previous version", body="RollbackRequest")}),
         ("/api/{model}/compare", [model], {"post": _operation("Compare versions", body="CompareRequest", required=True)}),
     ]

@@ -268,7 +268,8 @@ class Registry:
         """
         with self._locked():
             state, migrated = self._state_for_write()
-            protected = {state["active"], *state["activation_stack"][-1:]}
+            protected = {state["active"], *state["activation_stack"][-1:],
+                         *(v for v, e in state["versions"].items() if e["status"] == "staged")}
             with_artifacts = sorted((e for e in state["versions"].values() if e["status"] != "pruned"),
                                     key=lambda e: int(e["version"][1:]), reverse=True)
             pruned = []

@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from . import quality, triggers
-from .config import ModelConfig, StorageConfig
+from .config import ModelConfig, PredictionLogConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
 from .history import HistoryLog
@@ -19,7 +20,10 @@ from .metrics import Metrics
 from .monitoring import Monitor
 from .notifications import Notifier
 from .options import TrainingRequest, check as check_options, merge as merge_options
+from .predictionlog import PredictionLog
 from .registry import Registry
+from .rollout import Rollout
+from .shadow import ShadowPredictor
 from .samples import SampleStore
 from .slot import ServingSlot
 from .training import read_samples
@@ -35,7 +39,7 @@ class ModelRuntime:
 
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None):
         self.config = config
         self.name = config.name
         self.data_dir = storage.data_dir
@@ -51,6 +55,14 @@ class ModelRuntime:
         self.runner = JobRunner(config.name, self._run, self.registry.folder)
         self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)
         self.monitor = Monitor(config, self.store, self.registry, lambda: self.slot.served, self.record, metrics)
+        kept = prediction_log or PredictionLogConfig()
+        self.predictions = PredictionLog(self.registry.folder / "predictions", kept.keep_hours, kept.max_megabytes)
+        self.shadow = ShadowPredictor(PredictionLog(self.registry.folder / "predictions" / "shadow", kept.keep_hours,
+                                                    kept.max_megabytes))
+        self.feedback_lock = threading.Lock()
+        self.rollout = Rollout(config, self.registry, self.slot, self.monitor, self.record,
+                               lambda level, version, kind, message, details:
+                               notifier.notify(level, config.name, version, kind, message, details))
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -73,7 +85,9 @@ class ModelRuntime:
         finally:
             if self.metrics is not None:
                 status, result, _ = job.recorded()
-                outcome = status if status != "completed" else ("promoted" if (result or {}).get("promoted") else "rejected")
+                result = result or {}
+                outcome = status if status != "completed" else (
+                    "promoted" if result.get("promoted") else "staged" if result.get("staged") else "rejected")
                 self.metrics.trainings.labels(model=self.name, outcome=outcome).inc()
 
     def recover(self) -> list[str]:
@@ -165,7 +179,7 @@ class ModelRuntime:
 
         ``now`` (UTC, default the real time) is the clock of the time triggers, so tests pass their own.
         """
-        self._score_live()  # rows outside writers appended are scored before any training can use them
+        self.rollout_tick()  # rows outside writers appended are scored before any training can use them
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
@@ -198,17 +212,29 @@ class ModelRuntime:
         """The ``schedule`` cron job's run at ``now``: train on any new row (trigger 'schedule'), else TRAINING_SKIPPED."""
         return triggers.scheduled_check(self, now)
 
-    def add_samples(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def add_samples(self, rows: list[dict[str, Any]], *, score_live: bool = True) -> dict[str, Any]:
         """Append validated rows durably; return the counts ``POST /samples`` answers with."""
         total = self.store.append(rows)
         if self.metrics is not None:
             self.metrics.samples.labels(model=self.name).inc(len(rows))
-        self._score_live()
+        if score_live:
+            self.score_live()
         return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
 
-    def _score_live(self) -> None:
-        """Score new rows with the served version (test-then-train); a failure is logged, never lost samples."""
+    def score_live(self) -> None:
+        """Score new rows with the served version (test-then-train), then the watch; a failure is logged, never lost samples."""
         try:
             self.monitor.update()
+            self.rollout.check_watch()
         except Exception:  # the rows are stored already: a 500 would only make the client send them twice
             log.exception("model %s: live scoring failed", self.name)
+
+    def rollout_tick(self) -> None:
+        """Score new rows, take the rollout decisions due without new labels, apply the prediction log's retention."""
+        self.score_live()
+        try:
+            self.rollout.decide()
+            self.predictions.prune()
+            self.shadow.predictions.prune()
+        except Exception:  # a rollout problem must not stop training checks
+            log.exception("model %s: rollout check failed", self.name)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
 from sklearn.pipeline import Pipeline
 
-from .errors import ArtifactError, Unavailable
+from .errors import ArtifactError, Conflict, Unavailable
 from .metrics import Metrics
 from .registry import ARTIFACT, Registry
 from .serving import ServedModel, load_checked, served_from_record, version_mismatch
@@ -27,6 +28,7 @@ from .serving import ServedModel, load_checked, served_from_record, version_mism
 log = logging.getLogger(__name__)
 
 Record = Callable[[str, str, dict[str, Any]], Any]  # writes a history event: (event type, message, details)
+KEEP_OTHER_VERSIONS = 4  # versions besides the active one kept loaded for pinned, experiment and shadow requests
 
 
 class ServingSlot:
@@ -40,6 +42,8 @@ class ServingSlot:
         self._served: ServedModel | None = None
         self._lock = threading.Lock()  # one registry commit + swap at a time
         self._seen: tuple[int, int, int] | None = None  # registry.json as last followed
+        self._others: OrderedDict[str, ServedModel] = OrderedDict()  # loaded once, least recently used dropped
+        self._others_lock = threading.Lock()
 
     @property
     def served(self) -> ServedModel | None:
@@ -59,6 +63,36 @@ class ServingSlot:
             f"Model '{self.name}' has no trained version yet; post samples and train it (POST /api/{self.name}/train).",
             code="model_not_ready", details={"model": self.name},
         )
+
+    def model_of(self, version: str) -> ServedModel:
+        """The served model of any servable version: the active one, else loaded and checked once and kept.
+
+        404 for an unknown version, 409 when it has no artifact (pruned) or will not load.
+        """
+        served = self._served
+        if served is not None and served.version == version:
+            return served
+        with self._others_lock:
+            cached = self._others.get(version)
+            if cached is not None:
+                self._others.move_to_end(version)
+                return cached
+        record = self.registry.version(version)  # NotFound for unknown or malformed ids
+        if record["status"] in ("pruned", "failed"):
+            raise Conflict(f"Version '{version}' of '{self.name}' is {record['status']} and cannot answer",
+                           code=f"version_{record['status']}", details={"version": version, "status": record["status"]})
+        try:  # outside the lock: a slow load never holds up requests for other versions
+            pipeline = load_checked(Path(record["model_path"]), {**self.registry.metadata(version), **record})
+        except (ArtifactError, OSError, ValueError) as exc:
+            reason = exc.message if isinstance(exc, ArtifactError) else str(exc)
+            raise Conflict(f"Version '{version}' of '{self.name}' cannot answer: {reason}", code="version_not_servable",
+                           details={"version": version}) from None
+        model = served_from_record(record, pipeline)
+        with self._others_lock:
+            self._others[version] = model
+            while len(self._others) > KEEP_OTHER_VERSIONS:
+                self._others.popitem(last=False)
+        return model
 
     # -- loading -------------------------------------------------------------------------------
 
