@@ -232,5 +232,5 @@ def _write(path: Path, model: bytes) -> None:
 
 
 def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).split(" and attributes=")[0]  # skl2onnx dumps a whole tree's arrays there
     return f"{type(exc).__name__}: {text[:300]}"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from ..schemas import json_body, parse_predict
+from ..columnar import parse_predict_body
+from ..schemas import json_body
 from ..serving import predict_columns
 from ..state import refit, runtime
 
@@ -15,8 +16,8 @@ def predict(model: str):
     rt = runtime(model)
     body = json_body(request, required=True)
     served = rt.slot.require()  # read once: the whole request is answered by this version
-    columns, ignored, single = parse_predict(body, served.numeric, served.categorical,
-                                             refit().config.security.max_batch_rows)
+    columns, ignored, single = parse_predict_body(body, served.numeric, served.categorical,
+                                                  refit().config.security.max_batch_rows)
     predictions, probabilities = predict_columns(served, columns)
     g.model_version = served.version  # for the request log
     answer = {"model": model, "model_version": served.version}
