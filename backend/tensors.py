@@ -138,7 +138,8 @@ def _json_data(name: str, datatype: str, data: Any, count: int) -> np.ndarray:
         return text_column(cells)
     allowed = (int,) if datatype in INTEGERS or datatype == "BOOL" else (int, float)
     plain = {bool, type(None)} if datatype == "BOOL" else {*allowed, type(None)}
-    for i, value in enumerate(cells if not set(map(type, cells)) <= plain else ()):  # bool is an int in Python: refused unless the datatype is BOOL
+    # bool is an int in Python: refused unless the datatype is BOOL; plain cells skip the per-cell look
+    for i, value in enumerate(cells if not set(map(type, cells)) <= plain else ()):
         if value is None:
             continue
         if datatype == "BOOL":
