@@ -22,7 +22,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import tensors
-from ..errors import ArtifactError, NotFound, RefitError, Unavailable
+from ..errors import ArtifactError, RefitError, Unavailable, envelope, snake
 from ..runtime import ModelRuntime
 from ..serving import ServedModel, predict_answers, served_from_record
 from ..state import refit, runtime
@@ -105,9 +105,16 @@ def infer(model: str, version: str | None = None):
     return body
 
 
-@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
-def unknown(rest: str):
-    raise NotFound(f"/v2/{rest} is not a route of this server's Open Inference Protocol")
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _unrouted(exc: HTTPException):
+    """A path under /v2 that matched no route still answers in the protocol's form; any other, in Refit's envelope."""
+    if request.path == "/v2" or request.path.startswith("/v2/"):
+        return jsonify({"error": f"{request.method} {request.path}: {exc.description or exc.name}"}), exc.code
+    response = jsonify(envelope(snake(exc.name), exc.description or exc.name))
+    if exc.code == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, exc.code
 
 
 def _label_type(served: ServedModel) -> str:
