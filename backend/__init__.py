@@ -29,6 +29,9 @@ from .state import Refit, refit
 log = logging.getLogger(__name__)
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# every route that predicts (Refit's, MLflow's protocol, the Open Inference Protocol): open unless protectPredict
+PREDICT_ENDPOINTS = frozenset({"predict.predict", "invocations.model_invocations", "invocations.invocations",
+                               "inference_v2.infer"})
 
 
 def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
@@ -42,7 +45,8 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
         runtimes[name] = ModelRuntime(model, config.storage, history, notifier, retrain.run_job, metrics,
-                                      base_dir=config.path.parent, prediction_log=config.prediction_log)
+                                      base_dir=config.path.parent, prediction_log=config.prediction_log,
+                                      serving=config.serving)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
@@ -110,7 +114,7 @@ def _check_api_key() -> None:
     state = refit()
     if state.api_key is None or request.method not in _MUTATING:
         return
-    if request.endpoint == "predict.predict" and not state.config.security.protect_predict:
+    if request.endpoint in PREDICT_ENDPOINTS and not state.config.security.protect_predict:
         return
     header = request.headers.get("Authorization", "")
     given = header[7:] if header.startswith("Bearer ") else request.headers.get("X-API-Key", "")

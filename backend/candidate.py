@@ -18,7 +18,7 @@ import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from . import catalogue, evaluation, plots, preprocessing, training, tuning, windows
+from . import catalogue, evaluation, onnx_conversion, plots, preprocessing, training, tuning, windows
 from .errors import ArtifactError, CatalogueError, TrainingFailed
 from .files import sha256_file
 from .options import TrainingOptions
@@ -44,6 +44,7 @@ class TrainingSpec:
     active_sha256: str | None = None
     active_trained_end: int | None = None  # one past the last store row the active version trained on
     other_file: bool = False  # the rows come from another file than the sample store
+    serving_runtime: str = "auto"  # config serving.runtime: convert a promoted candidate to ONNX unless "sklearn"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Candidate:
     library_versions: dict[str, str]
     check_rows: list[dict[str, Any]]
     check_predictions: list[Any]
+    # how it will be served (CONTRACT §11): see onnx_conversion.Conversion.fields
+    serving_runtime: str = "sklearn"
+    serving_runtime_reason: str | None = None
+    conversion_seconds: float | None = None
+    onnx: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """The fields a version record keeps (the scores go into its ``promotion`` block)."""
@@ -197,6 +203,11 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     joblib.dump(served, artifact)
     with open(artifact, "rb+") as handle:
         os.fsync(handle.fileno())
+    conversion = onnx_conversion.skipped(spec.serving_runtime, decision.promoted)
+    if conversion is None:  # checked on the whole held-out split, here, so serving never converts
+        send("progress", 94, "converting to ONNX")
+        conversion = onnx_conversion.convert(spec.serving_runtime, served, X_test, data.task, data.numeric,
+                                             data.categorical, staging)
     check = X_test.head(CHECK_ROWS)
     cv_summary = None  # the chosen model's cross-validation score on the training rows, when one was computed
     if tuned:
@@ -254,6 +265,7 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
         },
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
         "check_predictions": predict_frame(served, check, data.task)[0],  # as serving will predict them
+        **conversion.fields(),
     })
 
 

@@ -23,6 +23,7 @@ from .options import OptionsSchema, TrainingOptions
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 RESERVED_NAMES = frozenset({"models", "datasets", "notifications"})
 TASKS = ("classification", "regression")
+SERVING_RUNTIMES = ("auto", "sklearn", "onnx")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,14 @@ class SecurityConfig:
 class StorageConfig:
     data_dir: Path
     models_dir: Path
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """The global ``serving`` block: which runtime answers predictions (CONTRACT §11)."""
+
+    runtime: str = "auto"  # "auto": ONNX Runtime when the converted model agrees, else scikit-learn
+    onnx_threads: int = 1  # ONNX Runtime's intra-op threads per prediction (requests already run in parallel)
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class Config:
     notifications: NotificationsConfig
     models: dict[str, ModelConfig]
     prediction_log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 _Strict = options.Strict
@@ -144,6 +154,11 @@ class _SecuritySchema(_Strict):
 class _StorageSchema(_Strict):
     data_dir = fields.String(data_key="dataDir", load_default="./data")
     models_dir = fields.String(data_key="modelsDir", load_default="./ml_models")
+
+
+class _ServingSchema(_Strict):
+    runtime = fields.String(load_default="auto", validate=validate.OneOf(SERVING_RUNTIMES))
+    onnx_threads = fields.Integer(data_key="onnxThreads", load_default=1, strict=True, validate=validate.Range(1, 64))
 
 
 class _NotificationsSchema(_Strict):
@@ -239,6 +254,7 @@ class _ConfigSchema(_Strict):
     server = fields.Nested(_ServerSchema, load_default=_defaults(_ServerSchema))
     security = fields.Nested(_SecuritySchema, load_default=_defaults(_SecuritySchema))
     storage = fields.Nested(_StorageSchema, load_default=_defaults(_StorageSchema))
+    serving = fields.Nested(_ServingSchema, load_default=_defaults(_ServingSchema))
     notifications = fields.Nested(_NotificationsSchema, load_default=_defaults(_NotificationsSchema))
     prediction_log = fields.Nested(_PredictionLogSchema, data_key="predictionLog",
                                    load_default=_defaults(_PredictionLogSchema))
@@ -333,4 +349,5 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         notifications=NotificationsConfig(**data["notifications"]),
         models=models,
         prediction_log=PredictionLogConfig(**data["prediction_log"]),
+        serving=ServingConfig(**data["serving"]),
     )

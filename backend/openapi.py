@@ -21,6 +21,7 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message", "details"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}
 OBJECT = {"type": "object"}
+V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 ROW = {"type": "object", "additionalProperties": True}
 
 
@@ -37,6 +38,8 @@ def _operation(summary: str, ok: int = 200, body: Any = None, query: Any = None,
                                                                                        "application/json" else {"type": "string"}}}},
                       "default": {"description": "an error", **_json({"$ref": "#/components/schemas/Error"})}},
     }
+    if tag == "open inference protocol":  # its own error body, as the protocol defines it
+        operation["responses"]["default"] = {"description": "an error", **_json({"$ref": "#/components/schemas/V2Error"})}
     if body is not None:
         operation["requestBody"] = {"required": required, **_json(body)}
     if query is not None:
@@ -49,6 +52,7 @@ def build(config: Config) -> dict[str, Any]:
     spec = APISpec(title="Refit", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
                    info={"description": "A self-retraining scikit-learn model server."})
     spec.components.schema("Error", ERROR)
+    spec.components.schema("V2Error", V2_ERROR)
     for name, schema in [("TrainRequest", schemas.TrainRequest), ("ActivateRequest", schemas.ActivateRequest),
                          ("RollbackRequest", schemas.RollbackRequest), ("CompareRequest", schemas.CompareRequest),
                          ("TrainAllRequest", schemas.TrainAllRequest), ("DataQualityRequest", schemas.DataQualityRequest),
@@ -69,6 +73,7 @@ def build(config: Config) -> dict[str, Any]:
     max_rows = config.security.max_batch_rows
     predict_body = {"type": "object", "properties": {
         "features": ROW, "instances": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows},
+        "columns": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1, "maxItems": max_rows}},
         "version": {"type": "string", "pattern": VERSION_ID.pattern},
         "routing_key": {"type": "string", "maxLength": 256}, "user_id": {"type": "string", "maxLength": 256}}}
     feedback_body = {"type": "object", "required": ["feedback"], "properties": {"feedback": {
@@ -76,6 +81,18 @@ def build(config: Config) -> dict[str, Any]:
             "type": "object", "required": ["prediction_id", "label"], "additionalProperties": False,
             "properties": {"prediction_id": {"type": "string"}, "label": {"anyOf": [
                 {"type": "string"}, {"type": "number"}, {"type": "boolean"}]}}}}}}
+    mlflow_body = {"type": "object", "properties": {
+        "dataframe_split": {"type": "object", "properties": {"columns": {"type": "array", "items": {"type": "string"}},
+                                                            "data": {"type": "array", "items": {"type": "array"}}}},
+        "dataframe_records": {"type": "array", "items": ROW}, "instances": {}, "inputs": {}, "params": OBJECT}}
+    tensor = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string"}, "data": {"type": "array"}, "parameters": OBJECT}}
+    infer_body = {"type": "object", "required": ["inputs"], "properties": {
+        "id": {"type": "string"}, "inputs": {"type": "array", "items": tensor, "minItems": 1},
+        "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+        "parameters": OBJECT}}
+    v2 = "open inference protocol"
     samples_body = {"type": "object", "required": ["samples"], "properties": {
         "samples": {"type": "array", "items": ROW, "minItems": 1, "maxItems": max_rows}}}
     upload = {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -129,6 +146,21 @@ def build(config: Config) -> dict[str, Any]:
          {"get": _operation("A logged prediction", tag="rollout")}),
         ("/api/{model}/rollback", [model], {"post": _operation("Serve the previous version", body="RollbackRequest")}),
         ("/api/{model}/compare", [model], {"post": _operation("Compare versions", body="CompareRequest", required=True)}),
+        ("/ping", [], {"get": _operation("200 while every model serves (MLflow's scoring protocol)", tag="mlflow")}),
+        ("/invocations", [], {"post": _operation("MLflow scoring, when one model is configured", body=mlflow_body,
+                                                 required=True, tag="mlflow")}),
+        ("/api/{model}/invocations", [model], {"post": _operation("MLflow scoring", body=mlflow_body, required=True,
+                                                                  tag="mlflow")}),
+        ("/v2", [], {"get": _operation("Server metadata", tag=v2)}),
+        ("/v2/health/live", [], {"get": _operation("Live", tag=v2)}),
+        ("/v2/health/ready", [], {"get": _operation("Ready when every model serves", tag=v2)}),
+        ("/v2/models/{model}", [model], {"get": _operation("Model metadata", tag=v2)}),
+        ("/v2/models/{model}/versions/{version}", [model, version], {"get": _operation("Version metadata", tag=v2)}),
+        ("/v2/models/{model}/ready", [model], {"get": _operation("Model ready", tag=v2)}),
+        ("/v2/models/{model}/versions/{version}/ready", [model, version], {"get": _operation("Version ready", tag=v2)}),
+        ("/v2/models/{model}/infer", [model], {"post": _operation("Infer", body=infer_body, required=True, tag=v2)}),
+        ("/v2/models/{model}/versions/{version}/infer", [model, version],
+         {"post": _operation("Infer with a version", body=infer_body, required=True, tag=v2)}),
     ]
     for path, parameters, operations in paths:
         spec.path(path=path, parameters=parameters, operations=operations)

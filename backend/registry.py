@@ -276,10 +276,11 @@ class Registry:
             for entry in with_artifacts[keep:]:
                 if entry["version"] in protected:
                     continue
-                try:
-                    self.artifact_path(entry["version"]).unlink()
-                except FileNotFoundError:
-                    pass
+                for artifact in (self.artifact_path(entry["version"]), self.folder / entry["version"] / "model.onnx"):
+                    try:
+                        artifact.unlink()
+                    except FileNotFoundError:  # model.onnx exists only for converted versions
+                        pass
                 entry["status_before_pruning"] = entry["status"]
                 entry["status"] = "pruned"
                 pruned.append(entry["version"])

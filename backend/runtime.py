@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import quality, triggers
-from .config import ModelConfig, PredictionLogConfig, StorageConfig
+from .config import ModelConfig, PredictionLogConfig, ServingConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
 from .history import HistoryLog
@@ -39,7 +39,8 @@ class ModelRuntime:
 
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None):
+                 clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None,
+                 serving: ServingConfig | None = None):
         self.config = config
         self.name = config.name
         self.data_dir = storage.data_dir
@@ -50,7 +51,8 @@ class ModelRuntime:
         self.store = SampleStore(config.training.log_file, self._new_file_columns())
         self.metrics = metrics
         self.clock = clock  # a job's time budget is measured on it
-        self.slot = ServingSlot(config.name, self.registry, self.record, metrics)
+        self.serving = serving or ServingConfig()  # which runtime answers predictions (CONTRACT §11)
+        self.slot = ServingSlot(config.name, self.registry, self.record, metrics, self.serving)
         self._run_job = run_job
         self.runner = JobRunner(config.name, self._run, self.registry.folder)
         self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)

@@ -292,7 +292,7 @@ def _checked_rows(rows: list[Any], features: tuple[str, ...], kinds: dict[str, s
                 errors.append({"row": index, "field": name, "error": str(exc)})
         checked.append(clean)
     if errors:
-        raise Invalid(_summary(errors), code="invalid_features", details={"errors": errors[:50]})
+        raise Invalid(describe_errors(errors), code="invalid_features", details={"errors": errors[:50]})
     return checked, ignored
 
 
@@ -325,11 +325,12 @@ def parse_samples(body: Any, features: list[str] | None, target: str, kinds: dic
                 errors.append({"row": index, "field": name, "error": str(exc)})
         checked.append(clean)
     if errors:
-        raise Invalid(_summary(errors) + "; nothing was stored", code="invalid_samples", details={"errors": errors[:50]})
+        raise Invalid(describe_errors(errors) + "; nothing was stored", code="invalid_samples", details={"errors": errors[:50]})
     return checked
 
 
-def _summary(errors: list[dict[str, Any]]) -> str:
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """One line for a person: the first problem (row and field) and how many more there are."""
     first = errors[0]
     field = first["field"] if isinstance(first["field"], str) or first["field"] is None else ", ".join(first["field"])
     where = f"row {first['row']}" + (f", field '{field}'" if field else "")

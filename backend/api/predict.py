@@ -6,7 +6,8 @@ from typing import Any
 from flask import Blueprint, g, request
 
 from ..errors import Conflict, Invalid, NotFound
-from ..schemas import json_body, parse_predict
+from ..columnar import parse_predict_body
+from ..schemas import json_body
 from ..serving import predict_columns
 from ..state import refit, runtime
 
@@ -46,8 +47,8 @@ def predict(model: str):
             except (Conflict, NotFound):  # an arm that can no longer load: the active version answers, uncounted
                 route = None
         experiment = route.experiment if route is not None else None
-    columns, ignored, single = parse_predict(body, served.numeric, served.categorical,
-                                             refit().config.security.max_batch_rows)
+    columns, ignored, single = parse_predict_body(body, served.numeric, served.categorical,
+                                                  refit().config.security.max_batch_rows)
     predictions, probabilities = predict_columns(served, columns)
     rows = [list(r) for r in zip(*(columns[name].tolist() for name in served.features))]
     ids = rt.predictions.append(served.version, served.features, rows, predictions, probabilities, experiment)
