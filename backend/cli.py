@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))
-    server.run(config, host, port, workers=args.workers, threads=args.threads)
+    server.run(config, host, port, workers=args.workers, threads=args.threads, streams=args.streams)
     return 0
 
 
@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (gunicorn)")
     serve.add_argument("--threads", type=int, default=8, help="request threads per worker")
+    serve.add_argument("--streams", type=int, default=32,
+                       help="open event streams (/api/events) per worker, each on a thread beside --threads")
     serve.add_argument("--access-log", metavar="PATH",
                        help="append one JSON line per request to PATH ('-': the console); default: no request log")
     serve.set_defaults(func=cmd_serve)

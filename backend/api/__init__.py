@@ -6,7 +6,7 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Attach every blueprint to ``app``."""
-    from . import datasets, health, monitoring, notifications, predict, samples, training, versions
+    from . import datasets, events, health, monitoring, notifications, predict, samples, training, versions
 
-    for module in (datasets, health, monitoring, notifications, predict, samples, training, versions):
+    for module in (datasets, events, health, monitoring, notifications, predict, samples, training, versions):
         app.register_blueprint(module.bp)
