@@ -44,7 +44,7 @@ class JsonErrorWorker(ThreadWorker):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: end this worker's event streams at once, then shut down gracefully as gunicorn does."""
-        state = getattr(self.wsgi, "extensions", {}).get("refit")
+        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("refit")  # no app yet while booting
         if state is not None and state.streams is not None:
             state.streams.stop()
         super().handle_exit(sig, frame)
@@ -91,7 +91,8 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int, 
                 "proc_name": "refit",
                 # no shared $HOME/.gunicorn/gunicorn.ctl: several servers on one machine must not share a control socket
                 "control_socket_disable": True,
-                "worker_exit": lambda server, worker: shutdown(worker.wsgi) if isinstance(worker.wsgi, Flask) else None,
+                "worker_exit": lambda server, worker: (shutdown(worker.wsgi) if isinstance(getattr(worker, "wsgi", None), Flask)
+                                                       else None),  # a worker stopped while booting has no app
                 "child_exit": lambda server, worker: worker_exited(worker.pid),
                 "on_exit": lambda server: shutil.rmtree(metrics_dir, ignore_errors=True),
             }
