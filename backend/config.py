@@ -57,6 +57,7 @@ class EmailConfig:
     starttls: bool = False
     username_env: str | None = None  # environment variables holding the SMTP login, read once at start
     password_env: str | None = None
+    timeout_seconds: float = 5.0  # per attempt; at most 6 so that 4 attempts fit in 30 s (CONTRACT §10)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class _EmailSchema(_Strict):
     starttls = fields.Boolean(load_default=False)
     username_env = fields.String(data_key="usernameEnv", load_default=None, allow_none=True)
     password_env = fields.String(data_key="passwordEnv", load_default=None, allow_none=True)
+    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=5.0, validate=validate.Range(min=0.1, max=6))
 
     @post_load
     def _freeze(self, data: dict, **_: Any) -> EmailConfig:

@@ -1,9 +1,10 @@
 """E-mail notifications (``notifications.email``) through the standard library's ``smtplib``.
 
 ``Notifier`` queues each notification of the configured ``levels`` on an
-``Outbox`` of its own (``delivery.py``): 4 attempts of at most 5 s each with
-backoff 0.5 s, 1 s, 2 s, so every mail is tried at least 3 times within 30 s
-(CONTRACT §10) and a dead server never blocks anything. The mail names the
+``Outbox`` of its own (``delivery.py``): 4 attempts of at most
+``timeoutSeconds`` (5 s, at most 6) each with backoff 0.5 s, 1 s, 2 s, so every
+mail is tried at least 3 times within 30 s (CONTRACT §10) and a dead server
+never blocks anything. The mail names the
 model, the version, the outcome, the version serving now and the job.
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ from .config import EmailConfig
 from .delivery import DeliveryFailed
 
 ATTEMPTS = 4
-TIMEOUT_SECONDS = 5.0
 _OUTCOME = {"success": "succeeded", "warning": "needs a look", "error": "failed"}
 
 
@@ -27,9 +27,9 @@ class Mailer:
 
     attempts = ATTEMPTS
 
-    def __init__(self, settings: EmailConfig, timeout_seconds: float = TIMEOUT_SECONDS):
+    def __init__(self, settings: EmailConfig):
         self.settings = settings
-        self._timeout = timeout_seconds
+        self._timeout = settings.timeout_seconds
         # read once, at start (as the API key is), so a request never looks at the environment
         self._username = os.environ.get(settings.username_env) if settings.username_env else None
         self._password = os.environ.get(settings.password_env) if settings.password_env else None
