@@ -26,7 +26,9 @@ def init_app(app: Flask) -> None:
     """Serve the console pages and Swagger UI."""
     app.register_blueprint(bp)
     app.register_blueprint(get_swaggerui_blueprint("/docs", "/openapi.json", blueprint_name="docs",
-                                                   config={"app_name": "Refit API", "deepLinking": True}))
+                                                   # validatorUrl None: no request leaves the machine
+                                                   config={"app_name": "Refit API", "deepLinking": True,
+                                                           "validatorUrl": None}))
 
 
 def _page(template: str, **context: Any) -> str:

@@ -12,7 +12,9 @@ const Charts = (() => {
   }
 
   /* points: [{x: Date or number, y: number, cls: "promoted"|..., title: "..."}]; joined by a line in x order. */
-  function line(container, points, {width = 520, height = 180, empty = "no data yet", format = v => v.toFixed(3)} = {}) {
+  function line(container, points, {height = 180, empty = "no data yet", format = v => v.toFixed(3), xLabel = ""} = {}) {
+    // drawn at the container's own width, so the text keeps its size whatever the layout
+    const width = Math.max(280, Math.round(container.clientWidth || 520));
     container.replaceChildren();
     const usable = points.filter(p => typeof p.y === "number" && isFinite(p.y));
     if (!usable.length) {
@@ -36,6 +38,8 @@ const Charts = (() => {
     const label = x => usable[0].x instanceof Date ? new Date(x).toLocaleTimeString() : String(Math.round(x));
     chart.append(svg("text", {x: pad.left, y: height - 6, class: "tick"}, label(x0)));
     chart.append(svg("text", {x: width - pad.right, y: height - 6, class: "tick", "text-anchor": "end"}, label(x1)));
+    if (xLabel) chart.append(svg("text", {x: (pad.left + width - pad.right) / 2, y: height - 6, class: "tick",
+                                          "text-anchor": "middle"}, xLabel));
     const ordered = [...usable].sort((a, b) => a.x - b.x);
     chart.append(svg("polyline", {points: ordered.map(p => `${sx(+p.x)},${sy(p.y)}`).join(" "), class: "series"}));
     for (const p of ordered) {
@@ -47,7 +51,8 @@ const Charts = (() => {
   }
 
   /* entries: [[name, value], ...] drawn largest first. */
-  function bars(container, entries, {width = 420, row = 18, empty = "none recorded"} = {}) {
+  function bars(container, entries, {row = 18, empty = "none recorded"} = {}) {
+    const width = Math.max(280, Math.round(container.clientWidth || 420));
     container.replaceChildren();
     if (!entries.length) {
       container.append(Object.assign(document.createElement("p"), {className: "note", textContent: empty}));

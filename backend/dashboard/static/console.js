@@ -52,6 +52,7 @@ const Refit = (() => {
       button.disabled = missing;
       button.title = missing ? "Enter the API key (top right) first: this server requires one for changes" : "";
     });
+    document.getElementById("key-box").hidden = !authRequired;
     document.getElementById("key-form").hidden = !authRequired || !!apiKey();
     document.getElementById("key-set").hidden = !authRequired || !apiKey();
   }

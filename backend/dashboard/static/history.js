@@ -11,7 +11,7 @@
   function details(event) {
     const d = event.details || {};
     return Object.entries(d).filter(([, v]) => v !== null && typeof v !== "object")
-      .slice(0, 8).map(([k, v]) => `${k} ${v}`).join(", ");
+      .slice(0, 8).map(([k, v]) => `${k} ${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : v}`).join(", ");
   }
 
   function row(event, fresh) {

@@ -79,16 +79,14 @@
     document.querySelector("#versions tbody").replaceChildren(...rows);
     const points = versions.map(record => ({x: new Date(record.created_at), y: score(record), cls: kind(record),
                                             title: `${record.version} ${record.status}: ${fmt(score(record))}`}));
-    Charts.line(document.getElementById("metric-chart"), points, {empty: "no versions yet"});
-    for (const id of ["compare-a", "compare-b"]) {
+    Charts.line(document.getElementById("metric-chart"), points, {height: 200, empty: "no versions yet"});
+    // the two newest versions, until a person picks others
+    ["compare-a", "compare-b"].forEach((id, index) => {
       const select = document.getElementById(id);
-      const keep = select.value;
+      const keep = select.dataset.touched ? select.value : (versions[index] || versions[0] || {}).version;
       select.replaceChildren(...versions.map(r => el("option", {value: r.version}, r.version)));
       if (keep) select.value = keep;
-    }
-    if (versions.length > 1 && !document.getElementById("compare-b").dataset.touched) {
-      document.getElementById("compare-b").value = versions[1].version;
-    }
+    });
     Refit.guardButtons();
   }
 
@@ -134,11 +132,16 @@
   // -- buttons ----------------------------------------------------------------------------------------
   document.getElementById("train").addEventListener("click", async () => {
     const answer = await act("Training started", "POST", `${base}/train`, {force: true});
-    if (answer) showJob({job_id: answer.job_id, status: "queued", stage: "queued", progress: 0});
+    // the stream may have told of this job already (and of more progress than a queued job has)
+    if (answer && document.getElementById("job-id").textContent !== answer.job_id) {
+      showJob({job_id: answer.job_id, status: "queued", stage: "queued", progress: 0});
+    }
   });
   document.getElementById("rollback").addEventListener("click", () => act("Roll back", "POST", `${base}/rollback`, {}).then(reload));
   document.getElementById("compare-form").addEventListener("submit", compare);
-  document.getElementById("compare-b").addEventListener("change", event => { event.target.dataset.touched = "1"; });
+  for (const id of ["compare-a", "compare-b"]) {
+    document.getElementById(id).addEventListener("change", event => { event.target.dataset.touched = "1"; });
+  }
 
   Refit.on("job", job => {
     showJob(job);

@@ -28,7 +28,7 @@
     showJob(model, status.current_job);
     const points = (monitoring.windows || []).map(w => ({x: w.end, y: w.score, cls: "promoted",
                                                          title: `${w.version}: ${fmt(w.score)} over ${w.n} labels`}));
-    Charts.line(field(model, "chart"), points, {empty: "no live score yet: it is computed from labelled rows as they arrive"});
+    Charts.line(field(model, "chart"), points, {xLabel: "sample-store row", empty: "no live score yet: it is computed from labelled rows as they arrive"});
     if (Refit.features.experiments) {
       const found = await api("GET", `/api/${model}/experiments`);
       const running = (found.experiments || []).find(e => e.status === "running");

@@ -1,0 +1,147 @@
+"""Predict latency with open event streams against none (CONTRACT §10: within 1.5x at p99).
+
+    python -m bench.events_load [--streams 20] [--seconds 10] [--reps 3] [--concurrency 8]
+
+One `python -m backend serve` (1 worker, --threads 8) pinned to one CPU, the
+load generator (bench/loadgen.py, closed loop, one keep-alive connection per
+client) to the other. Each repetition measures predict (the PARIMA demo
+model, one row) once with no stream open and once with ``--streams`` open
+``GET /api/events`` streams, in alternating order; in both, this process
+writes two console events a second (an activation: its history event and its
+notification), so the open streams have something to carry. Prints one JSON
+object (medians and min-max of p50, p99, requests/s; events each stream got)
+and writes bench/out/events.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from backend import demo
+from bench.procs import Server, cpu_plan, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+WORK = OUT / "events-work"
+ROW = {"frustumCoverage": 0.6, "occlusionRatio": 0.1, "meanVisibleDistance": 8.0, "deviceFPS": 72, "deviceCPULoad": 0.3}
+
+
+def prepare() -> Path:
+    """A config with the demo model trained once (v1), in bench/out/events-work."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "data").mkdir(parents=True)
+    config = {"storage": {"dataDir": "./data", "modelsDir": "./ml_models"},
+              "models": {"parima": {"task": "classification", "target": demo.TARGET, "features": demo.FEATURES,
+                                    "training": {"autoTrain": False, "logFile": "./data/parima.csv", "plots": False}}}}
+    path = WORK / "config.json"
+    path.write_text(json.dumps(config))
+    demo.write_csv(WORK / "data" / "parima.csv", n=600, seed=0)
+    subprocess.run([sys.executable, "-m", "backend", "--config", str(path), "train", "parima"], cwd=ROOT, check=True,
+                   capture_output=True)
+    (WORK / "body.json").write_text(json.dumps({"features": ROW}))
+    return path
+
+
+class Streams:
+    """``n`` open event streams, each read by a thread of its own; counts the events each one got."""
+
+    def __init__(self, url: str, n: int):
+        self.responses = [requests.get(f"{url}/api/events", stream=True, timeout=60) for _ in range(n)]
+        for response in self.responses:
+            response.raise_for_status()
+        self.counts = [0] * n
+        self.threads = [threading.Thread(target=self._read, args=(i,), daemon=True) for i in range(n)]
+        for thread in self.threads:
+            thread.start()
+
+    def _read(self, index: int) -> None:
+        try:
+            for line in self.responses[index].iter_lines():
+                if line.startswith(b"id: "):
+                    self.counts[index] += 1
+        except (requests.RequestException, AttributeError, ValueError):
+            return  # closed by close()
+
+    def close(self) -> list[int]:
+        for response in self.responses:
+            response.close()
+        return self.counts
+
+
+class Activations(threading.Thread):
+    """Two console events a second, the same with streams open or not: activate v1 twice a second."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url, self.stop, self.sent = url, threading.Event(), 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            requests.post(f"{self.url}/api/parima/versions/v1/activate", json={}, timeout=30).raise_for_status()
+            self.sent += 1
+
+
+def measure(url: str, client_pin: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+    done = subprocess.run([*client_pin, sys.executable, "-m", "bench.loadgen", "--url", f"{url}/api/parima/predict",
+                           "--body", str(WORK / "body.json"), "--concurrency", str(concurrency), "--seconds",
+                           str(seconds)], cwd=ROOT, capture_output=True, text=True, check=True)
+    summary = json.loads(done.stdout)
+    if summary["failures"]:
+        raise RuntimeError(f"{summary['failures']} failed predictions: {summary['failure_kinds']}")
+    return summary
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    config = prepare()
+    server_pin, client_pin, pinning = cpu_plan()
+    port = free_port()
+    runs: dict[str, list[dict[str, Any]]] = {"none": [], "streams": []}
+    received: list[int] = []
+    with Server("refit-events", [*server_pin, sys.executable, "-m", "backend", "--config", str(config), "serve",
+                                 "--port", str(port), "--workers", "1", "--threads", "8"],
+                OUT / "events-server.log", f"http://127.0.0.1:{port}/health", cwd=ROOT) as server:
+        activations = Activations(server.url)
+        activations.start()
+        for rep in range(args.reps):
+            for phase in (("none", "streams") if rep % 2 == 0 else ("streams", "none")):
+                streams = Streams(server.url, args.streams) if phase == "streams" else None
+                runs[phase].append(measure(server.url, client_pin, args.concurrency, args.seconds))
+                if streams is not None:
+                    received += streams.close()
+        activations.stop.set()
+    result = {
+        "setup": f"1 worker, --threads 8, predict one row, {args.concurrency} closed-loop clients, {args.seconds:g} s x "
+                 f"{args.reps} per phase; {pinning}; two console events a second in both phases",
+        "no_streams": {key: spread([r[key] for r in runs["none"]]) for key in ("p50_ms", "p99_ms", "rps")},
+        f"{args.streams}_streams": {key: spread([r[key] for r in runs["streams"]]) for key in ("p50_ms", "p99_ms", "rps")},
+        "events_per_stream": spread(received) if received else None,
+    }
+    ratio = result[f"{args.streams}_streams"]["p99_ms"]["median"] / result["no_streams"]["p99_ms"]["median"]
+    result["p99_ratio"] = round(ratio, 2)
+    result["budget_met"] = ratio <= 1.5
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "events.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
