@@ -82,7 +82,7 @@ def create_app(config: Config | str | Path | None = None, *, start_scheduler: bo
     app.config["MAX_CONTENT_LENGTH"] = config.security.max_request_bytes
     app.json = OrjsonProvider(app)
     app.extensions["refit"] = state
-    state.streams = StreamGate(streams)
+    state.streams = StreamGate(streams, state.journal)
     observability.init_app(app)
     app.before_request(_check_api_key)
 

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -167,20 +168,28 @@ def _last_id(path: Path) -> int:
 
 
 class StreamGate:
-    """The open event streams of one process: at most ``limit`` at a time, and one switch that ends them all.
+    """This process's open event streams: at most ``limit``, one tail of the journal for all, one switch to end them.
 
     Each stream holds a request thread while it is open (gunicorn gthread), so
-    ``serve`` gives every worker ``limit`` threads beside ``--threads`` and this
+    ``serve`` gives every worker ``limit`` threads beside ``--threads`` and the
     gate refuses stream number ``limit + 1`` (503): predictions always keep
-    their threads. ``stop`` (SIGTERM) ends every stream at its next wake-up, so
-    the graceful shutdown does not wait for open browser tabs.
+    their threads. One thread per process tails the journal (every ``poll``
+    seconds) and wakes the streams only when it grew, so twenty open tabs cost
+    one ``stat`` per poll, not twenty, and their threads sleep until there is
+    something to send: they never take the interpreter from a prediction for
+    nothing. ``stop`` (SIGTERM) ends every stream within one poll.
     """
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, journal: EventJournal, *, poll: float = 0.25, keep: int = KEEP):
         self.limit = limit
+        self.journal = journal
         self.stopping = threading.Event()
+        self._poll = poll
         self._open = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)  # what the tail has seen, for every stream
+        self._tail: threading.Thread | None = None
 
     def enter(self) -> bool:
         """Take a slot for a new stream; False when every slot is taken or the process is stopping."""
@@ -188,6 +197,10 @@ class StreamGate:
             if self._open >= self.limit or self.stopping.is_set():
                 return False
             self._open += 1
+            if self._tail is None:
+                follower = self.journal.follow()
+                self._tail = threading.Thread(target=self._follow, args=(follower,), name="refit-events", daemon=True)
+                self._tail.start()
             return True
 
     def leave(self) -> None:
@@ -201,5 +214,31 @@ class StreamGate:
         return self._open
 
     def stop(self) -> None:
-        """End every open stream and refuse new ones (safe to call from a signal handler: it only sets an event)."""
+        """End every open stream and refuse new ones (safe in a signal handler: it only sets an event)."""
         self.stopping.set()
+
+    def _follow(self, follower: Follower) -> None:
+        while True:
+            stopping = self.stopping.wait(self._poll)
+            found = [] if stopping else follower.poll()
+            if found or stopping:
+                with self._changed:
+                    self._recent.extend(found)
+                    self._changed.notify_all()
+            if stopping:
+                return
+
+    def after(self, last_id: int) -> list[dict[str, Any]]:
+        """The entries after ``last_id``: from what the tail holds, or from the file when that begins later."""
+        with self._changed:
+            if self._recent and self._recent[0]["id"] <= last_id + 1:
+                return [e for e in self._recent if e["id"] > last_id]
+            if self._recent and self._recent[-1]["id"] <= last_id:
+                return []
+        return self.journal.entries(after=last_id)  # a replay from before the tail started (or a slow reader)
+
+    def wait(self, last_id: int, timeout: float) -> None:
+        """Sleep until an entry after ``last_id`` arrives, the gate stops, or ``timeout`` seconds pass."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.stopping.is_set() or
+                                   bool(self._recent and self._recent[-1]["id"] > last_id), timeout)

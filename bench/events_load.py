@@ -7,8 +7,9 @@ load generator (bench/loadgen.py, closed loop, one keep-alive connection per
 client) to the other. Each repetition measures predict (the PARIMA demo
 model, one row) once with no stream open and once with ``--streams`` open
 ``GET /api/events`` streams, in alternating order; in both, this process
-writes two console events a second (an activation: its history event and its
-notification), so the open streams have something to carry. Prints one JSON
+appends ``--rate`` console events a second to the server's event journal (job
+records, as a running training writes them), so the open streams have
+something to carry and the server spends nothing on making them. Prints one JSON
 object (medians and min-max of p50, p99, requests/s; events each stream got)
 and writes bench/out/events.json.
 """
@@ -27,6 +28,7 @@ from typing import Any
 import requests
 
 from backend import demo
+from backend.events import EventJournal
 from bench.procs import Server, cpu_plan, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,17 +79,19 @@ class Streams:
         return self.counts
 
 
-class Activations(threading.Thread):
-    """Two console events a second, the same with streams open or not: activate v1 twice a second."""
+class Writer(threading.Thread):
+    """``rate`` console events a second, appended to the journal the server's streams tail."""
 
-    def __init__(self, url: str):
+    def __init__(self, journal: EventJournal, rate: float):
         super().__init__(daemon=True)
-        self.url, self.stop, self.sent = url, threading.Event(), 0
+        self.journal, self.rate, self.stop, self.sent = journal, rate, threading.Event(), 0
 
     def run(self) -> None:
-        while not self.stop.wait(0.5):
-            requests.post(f"{self.url}/api/parima/versions/v1/activate", json={}, timeout=30).raise_for_status()
+        record = {"job_id": "0123456789ab", "model": "parima", "trigger": "manual", "status": "running",
+                  "stage": "fitting", "created_at": "2026-01-01T00:00:00+00:00", "result": None, "error": None}
+        while not self.stop.wait(1 / self.rate):
             self.sent += 1
+            self.journal.append("job", "parima", {**record, "progress": self.sent % 100})
 
 
 def measure(url: str, client_pin: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
@@ -110,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=4.0, help="console events a second, in both phases")
     args = parser.parse_args()
     config = prepare()
     server_pin, client_pin, pinning = cpu_plan()
@@ -119,18 +124,18 @@ def main() -> None:
     with Server("refit-events", [*server_pin, sys.executable, "-m", "backend", "--config", str(config), "serve",
                                  "--port", str(port), "--workers", "1", "--threads", "8"],
                 OUT / "events-server.log", f"http://127.0.0.1:{port}/health", cwd=ROOT) as server:
-        activations = Activations(server.url)
-        activations.start()
+        writer = Writer(EventJournal(WORK / "ml_models" / "events.jsonl"), args.rate)
+        writer.start()
         for rep in range(args.reps):
             for phase in (("none", "streams") if rep % 2 == 0 else ("streams", "none")):
                 streams = Streams(server.url, args.streams) if phase == "streams" else None
                 runs[phase].append(measure(server.url, client_pin, args.concurrency, args.seconds))
                 if streams is not None:
                     received += streams.close()
-        activations.stop.set()
+        writer.stop.set()
     result = {
         "setup": f"1 worker, --threads 8, predict one row, {args.concurrency} closed-loop clients, {args.seconds:g} s x "
-                 f"{args.reps} per phase; {pinning}; two console events a second in both phases",
+                 f"{args.reps} per phase; {pinning}; {args.rate:g} console events a second in both phases",
         "no_streams": {key: spread([r[key] for r in runs["none"]]) for key in ("p50_ms", "p99_ms", "rps")},
         f"{args.streams}_streams": {key: spread([r[key] for r in runs["streams"]]) for key in ("p50_ms", "p99_ms", "rps")},
         "events_per_stream": spread(received) if received else None,

@@ -92,15 +92,32 @@ def test_a_value_json_cannot_hold_is_dropped_never_raised(tmp_path):
 
 def test_the_stream_sends_comment_lines_and_ends_when_its_gate_stops(tmp_path):
     journal = EventJournal(tmp_path / "events.jsonl")
-    gate = StreamGate(4)
-    lines = stream(journal.follow(), None, gate, poll=0.001, heartbeat=0.0)
+    journal.append("history", "m", {"old": True})
+    gate = StreamGate(4, journal, poll=0.01)
+    assert gate.enter()
+    lines = stream(gate, journal.last_id(), None, heartbeat=0.02)  # from now: the old entry is not sent
     assert next(lines).startswith("retry: 2000\n: connected")
     assert next(lines) == ": keep-alive\n\n"
     journal.append("notification", "m", {"id": 1, "level": "success"})
-    assert next(lines) == 'id: 1\nevent: notification\ndata: {"id": 1, "level": "success"}\n\n'
+    sent = next(line for line in lines if line.startswith("id:"))
+    assert sent == 'id: 2\nevent: notification\ndata: {"id": 1, "level": "success"}\n\n'
     gate.stop()
-    assert list(lines) in ([], [": keep-alive\n\n"])  # at most the beat already due, then the end
+    assert set(lines) <= {": keep-alive\n\n"}  # at most a beat already due, then the end
     assert not gate.enter()  # a stopping process opens no new stream
+
+
+def test_a_replay_reaches_back_past_what_the_gate_has_seen(tmp_path):
+    journal = EventJournal(tmp_path / "events.jsonl")
+    for i in range(5):
+        journal.append("job", "m", {"i": i})
+    gate = StreamGate(4, journal, poll=0.01)
+    gate.enter()  # the tail starts from entry 5
+    journal.append("job", "m", {"i": 5})
+    gate.wait(5, timeout=30)
+    assert [e["id"] for e in gate.after(2)] == [3, 4, 5, 6]  # from the file, then from the tail
+    assert [e["id"] for e in gate.after(5)] == [6]
+    assert gate.after(6) == []
+    gate.stop()
 
 
 def test_history_events_job_changes_and_notifications_are_streamed_with_ids(trained_client):
