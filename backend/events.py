@@ -188,7 +188,8 @@ class StreamGate:
         self._open = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition()
-        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)  # what the tail has seen, for every stream
+        # what the tail has seen, for every stream; each entry also holds its "sse" text, encoded once
+        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)
         self._tail: threading.Thread | None = None
 
     def enter(self) -> bool:
@@ -221,6 +222,8 @@ class StreamGate:
         while True:
             stopping = self.stopping.wait(self._poll)
             found = [] if stopping else follower.poll()
+            for entry in found:  # encoded once here, not once per open stream
+                entry["sse"] = sse(entry)
             if found or stopping:
                 with self._changed:
                     self._recent.extend(found)

@@ -10,13 +10,15 @@ model, one row) once with no stream open and once with ``--streams`` open
 appends ``--rate`` console events a second to the server's event journal (job
 records, as a running training writes them), so the open streams have
 something to carry and the server spends nothing on making them. Prints one JSON
-object (medians and min-max of p50, p99, requests/s; events each stream got)
-and writes bench/out/events.json.
+object (medians and min-max of p50, p99, requests/s, and the server's CPU
+milliseconds per prediction, which other load on the machine barely moves;
+events each stream got) and writes bench/out/events.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -29,7 +31,7 @@ import requests
 
 from backend import demo
 from backend.events import EventJournal
-from bench.procs import Server, cpu_plan, free_port
+from bench.procs import Server, cpu_plan, free_port, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -94,14 +96,31 @@ class Writer(threading.Thread):
             self.journal.append("job", "parima", {**record, "progress": self.sent % 100})
 
 
-def measure(url: str, client_pin: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of a process and everything below it, from /proc."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, client_pin: list[str], concurrency: int, seconds: float, server_pid: int) -> dict[str, Any]:
+    before = cpu_seconds(server_pid)
     done = subprocess.run([*client_pin, sys.executable, "-m", "bench.loadgen", "--url", f"{url}/api/parima/predict",
                            "--body", str(WORK / "body.json"), "--concurrency", str(concurrency), "--seconds",
                            str(seconds)], cwd=ROOT, capture_output=True, text=True, check=True)
     summary = json.loads(done.stdout)
+    summary["cpu_ms_per_request"] = (cpu_seconds(server_pid) - before) * 1000 / max(1, summary["requests"])
     if summary["failures"]:
         raise RuntimeError(f"{summary['failures']} failed predictions: {summary['failure_kinds']}")
     return summary
+
+
+KEYS = ("p50_ms", "p99_ms", "rps", "cpu_ms_per_request")
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -121,6 +140,8 @@ def main() -> None:
     port = free_port()
     runs: dict[str, list[dict[str, Any]]] = {"none": [], "streams": []}
     received: list[int] = []
+    if client_pin:  # this process reads the streams and writes the events: keep it off the server's CPU
+        os.sched_setaffinity(0, {int(client_pin[-1])})
     with Server("refit-events", [*server_pin, sys.executable, "-m", "backend", "--config", str(config), "serve",
                                  "--port", str(port), "--workers", "1", "--threads", "8"],
                 OUT / "events-server.log", f"http://127.0.0.1:{port}/health", cwd=ROOT) as server:
@@ -129,15 +150,16 @@ def main() -> None:
         for rep in range(args.reps):
             for phase in (("none", "streams") if rep % 2 == 0 else ("streams", "none")):
                 streams = Streams(server.url, args.streams) if phase == "streams" else None
-                runs[phase].append(measure(server.url, client_pin, args.concurrency, args.seconds))
+                runs[phase].append(measure(server.url, client_pin, args.concurrency, args.seconds, server.process.pid))
                 if streams is not None:
                     received += streams.close()
         writer.stop.set()
     result = {
         "setup": f"1 worker, --threads 8, predict one row, {args.concurrency} closed-loop clients, {args.seconds:g} s x "
-                 f"{args.reps} per phase; {pinning}; {args.rate:g} console events a second in both phases",
-        "no_streams": {key: spread([r[key] for r in runs["none"]]) for key in ("p50_ms", "p99_ms", "rps")},
-        f"{args.streams}_streams": {key: spread([r[key] for r in runs["streams"]]) for key in ("p50_ms", "p99_ms", "rps")},
+                 f"{args.reps} per phase; {pinning}, the stream readers and the event writer beside the load "
+                 f"generator; {args.rate:g} console events a second in both phases",
+        "no_streams": {key: spread([r[key] for r in runs["none"]]) for key in KEYS},
+        f"{args.streams}_streams": {key: spread([r[key] for r in runs["streams"]]) for key in KEYS},
         "events_per_stream": spread(received) if received else None,
     }
     ratio = result[f"{args.streams}_streams"]["p99_ms"]["median"] / result["no_streams"]["p99_ms"]["median"]

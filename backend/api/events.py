@@ -51,7 +51,7 @@ def stream(gate: StreamGate, after: int, model: str | None, *, heartbeat: float 
         for entry in gate.after(last):
             last = entry["id"]
             if model is None or entry.get("model") == model:
-                yield sse(entry)
+                yield entry.get("sse") or sse(entry)
         left = heartbeat - (time.monotonic() - beat)
         if left <= 0:
             beat = time.monotonic()
