@@ -55,11 +55,27 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class EmailConfig:
+    """``notifications.email``: where notifications of ``levels`` are mailed (mailer.py)."""
+
+    host: str
+    sender: str
+    to: tuple[str, ...]
+    port: int = 25
+    levels: tuple[str, ...] = ("warning", "error")
+    starttls: bool = False
+    username_env: str | None = None  # environment variables holding the SMTP login, read once at start
+    password_env: str | None = None
+    timeout_seconds: float = 5.0  # per attempt; at most 6 so that 4 attempts fit in 30 s (CONTRACT §10)
+
+
+@dataclass(frozen=True)
 class NotificationsConfig:
     webhook_url: str | None = None
     webhook_timeout_seconds: float = 5.0
     webhook_attempts: int = 4
     keep: int = 1000
+    email: EmailConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,26 @@ class _ServingSchema(_Strict):
     onnx_threads = fields.Integer(data_key="onnxThreads", load_default=1, strict=True, validate=validate.Range(1, 64))
 
 
+_ADDRESS = validate.Regexp(r"^[^@\s]+@[^@\s]+$", error="not an e-mail address")
+
+
+class _EmailSchema(_Strict):
+    host = fields.String(required=True, validate=validate.Length(min=1))
+    port = fields.Integer(load_default=25, strict=True, validate=validate.Range(1, 65535))
+    sender = fields.String(data_key="from", required=True, validate=_ADDRESS)
+    to = fields.List(fields.String(validate=_ADDRESS), required=True, validate=validate.Length(min=1))
+    levels = fields.List(fields.String(validate=validate.OneOf(("success", "warning", "error"))),
+                         load_default=["warning", "error"], validate=validate.Length(min=1))
+    starttls = fields.Boolean(load_default=False)
+    username_env = fields.String(data_key="usernameEnv", load_default=None, allow_none=True)
+    password_env = fields.String(data_key="passwordEnv", load_default=None, allow_none=True)
+    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=5.0, validate=validate.Range(min=0.1, max=6))
+
+    @post_load
+    def _freeze(self, data: dict, **_: Any) -> EmailConfig:
+        return EmailConfig(**{**data, "to": tuple(data["to"]), "levels": tuple(data["levels"])})
+
+
 class _NotificationsSchema(_Strict):
     webhook_url = fields.Url(data_key="webhookUrl", load_default=None, allow_none=True, require_tld=False,
                              schemes={"http", "https"})
@@ -169,6 +205,7 @@ class _NotificationsSchema(_Strict):
     webhook_attempts = fields.Integer(data_key="webhookAttempts", load_default=4, strict=True,
                                       validate=validate.Range(min=1, max=10))
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
+    email = fields.Nested(_EmailSchema, load_default=None, allow_none=True)
 
 
 class _DriftSchema(_Strict):

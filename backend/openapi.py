@@ -11,7 +11,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from . import schemas
+from . import responses, schemas
 from .config import Config
 from .datasets import DATASET_ID
 from .predictionlog import PREDICTION_ID
@@ -30,12 +30,14 @@ def _json(schema: Any) -> dict[str, Any]:
 
 
 def _operation(summary: str, ok: int = 200, body: Any = None, query: Any = None, ok_type: str = "application/json",
-               required: bool = False, tag: str = "models") -> dict[str, Any]:
+               required: bool = False, tag: str = "models", returns: str | None = None) -> dict[str, Any]:
+    """One operation; ``returns`` names its success body in ``responses.SCHEMAS``."""
+    answer = responses.ref(returns) if returns else OBJECT
     operation: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
-        "responses": {str(ok): {"description": "success", "content": {ok_type: {"schema": OBJECT if ok_type ==
-                                                                                       "application/json" else {"type": "string"}}}},
+        "responses": {str(ok): {"description": "success", "content": {
+            ok_type: {"schema": answer if ok_type == "application/json" else {"type": "string"}}}},
                       "default": {"description": "an error", **_json({"$ref": "#/components/schemas/Error"})}},
     }
     if tag == "open inference protocol":  # its own error body, as the protocol defines it
@@ -50,9 +52,15 @@ def _operation(summary: str, ok: int = 200, body: Any = None, query: Any = None,
 def build(config: Config) -> dict[str, Any]:
     """Return the OpenAPI document for a server running ``config``."""
     spec = APISpec(title="Refit", version="1.0.0", openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
-                   info={"description": "A self-retraining scikit-learn model server."})
+                   info={"description": "A self-retraining scikit-learn model server."},
+                   security=[{"bearer": []}, {"apiKey": []}, {}])  # the key is optional: only changes need it
     spec.components.schema("Error", ERROR)
     spec.components.schema("V2Error", V2_ERROR)
+    for name, answer in responses.SCHEMAS.items():
+        spec.components.schema(name, answer)
+    # Swagger UI's "Authorize": the key of security.apiKeyEnv, needed by every POST/PUT/DELETE but predict
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
     for name, schema in [("TrainRequest", schemas.TrainRequest), ("ActivateRequest", schemas.ActivateRequest),
                          ("RollbackRequest", schemas.RollbackRequest), ("CompareRequest", schemas.CompareRequest),
                          ("TrainAllRequest", schemas.TrainAllRequest), ("DataQualityRequest", schemas.DataQualityRequest),
@@ -100,37 +108,46 @@ def build(config: Config) -> dict[str, Any]:
         "properties": {"file": {"type": "string", "format": "binary"}, "name": {"type": "string"}}}}}}
 
     paths: list[tuple[str, list[dict], dict[str, dict]]] = [
-        ("/health", [], {"get": _operation("Health of the process and its models", tag="operations")}),
-        ("/ready", [], {"get": _operation("Whether every model with data serves a verified version", tag="operations")}),
+        ("/health", [], {"get": _operation("Health of the process and its models", tag="operations", returns="Health")}),
+        ("/ready", [], {"get": _operation("Whether every model with data serves a verified version", tag="operations",
+                                          returns="Ready")}),
         ("/metrics", [], {"get": _operation("Prometheus metrics", ok_type="text/plain", tag="operations")}),
-        ("/api/models", [], {"get": _operation("Configured models")}),
-        ("/api/models/train", [], {"post": _operation("Train every model", 202, "TrainAllRequest")}),
+        ("/api/models", [], {"get": _operation("Configured models", returns="ModelList")}),
+        ("/api/models/train", [], {"post": _operation("Train every model", 202, "TrainAllRequest", returns="TrainAll")}),
         ("/api/notifications", [], {"get": _operation("Notifications", query=schemas.NotificationsQuery,
-                                                      tag="operations")}),
+                                                      tag="operations", returns="Notifications")}),
+        ("/api/events", [], {"get": {**_operation("Server-Sent Events: history events, job changes, notifications",
+                                                  ok_type="text/event-stream", tag="operations"),
+                                     "parameters": [{"name": "model", "in": "query", "schema": {"type": "string"}},
+                                                    {"name": "Last-Event-ID", "in": "header",
+                                                     "schema": {"type": "integer", "minimum": 0}}]}}),
         ("/api/datasets", [], {"get": _operation("Uploaded datasets", tag="datasets"),
                                "post": {**_operation("Upload a CSV dataset", 201, tag="datasets"), "requestBody": upload}}),
         ("/api/datasets/{dataset_id}", [dataset], {"get": _operation("A dataset with statistics", tag="datasets")}),
         ("/api/{model}/predict", [model], {"post": _operation("Predict one row or a batch", body=predict_body,
-                                                             required=True)}),
-        ("/api/{model}/samples", [model], {"post": _operation("Add labelled samples", 201, samples_body, required=True)}),
-        ("/api/{model}/train", [model], {"post": _operation("Start a training job", 202, "TrainRequest")}),
+                                                             required=True, returns="Prediction")}),
+        ("/api/{model}/samples", [model], {"post": _operation("Add labelled samples", 201, samples_body, required=True,
+                                                             returns="SamplesAccepted")}),
+        ("/api/{model}/train", [model], {"post": _operation("Start a training job", 202, "TrainRequest",
+                                                           returns="TrainingStarted")}),
         ("/api/{model}/data-quality", [model], {"post": _operation("Data-quality report", body="DataQualityRequest")}),
-        ("/api/{model}/training/status", [model], {"get": _operation("Training status")}),
-        ("/api/{model}/monitoring", [model], {"get": _operation("Live score, drift and staleness")}),
-        ("/api/{model}/training/history", [model], {"get": _operation("History events", query=schemas.HistoryQuery)}),
-        ("/api/{model}/jobs", [model], {"get": _operation("Jobs", query=schemas.JobsQuery)}),
-        ("/api/{model}/jobs/{job_id}", [model, job], {"get": _operation("A job"),
-                                                      "delete": _operation("Cancel a job", 202)}),
-        ("/api/{model}/versions", [model], {"get": _operation("Versions, newest first")}),
-        ("/api/{model}/versions/{version}", [model, version], {"get": _operation("A version")}),
+        ("/api/{model}/training/status", [model], {"get": _operation("Training status", returns="TrainingStatus")}),
+        ("/api/{model}/monitoring", [model], {"get": _operation("Live score, drift and staleness", returns="Monitoring")}),
+        ("/api/{model}/training/history", [model], {"get": _operation("History events", query=schemas.HistoryQuery,
+                                                                      returns="History")}),
+        ("/api/{model}/jobs", [model], {"get": _operation("Jobs", query=schemas.JobsQuery, returns="Jobs")}),
+        ("/api/{model}/jobs/{job_id}", [model, job], {"get": _operation("A job", returns="Job"),
+                                                      "delete": _operation("Cancel a job", 202, returns="Job")}),
+        ("/api/{model}/versions", [model], {"get": _operation("Versions, newest first", returns="Versions")}),
+        ("/api/{model}/versions/{version}", [model, version], {"get": _operation("A version", returns="Version")}),
         ("/api/{model}/versions/{version}/feature-importance", [model, version],
          {"get": _operation("Feature importance of a version")}),
         ("/api/{model}/versions/{version}/plots/{name}.png", [model, version, plot],
          {"get": _operation("An evaluation plot", ok_type="image/png")}),
         ("/api/{model}/versions/{version}/activate", [model, version],
-         {"post": _operation("Serve a version", body="ActivateRequest")}),
+         {"post": _operation("Serve a version", body="ActivateRequest", returns="Switch")}),
         ("/api/{model}/versions/{version}/promote", [model, version],
-         {"post": _operation("Serve a staged version", tag="rollout")}),
+         {"post": _operation("Serve a staged version", tag="rollout", returns="Switch")}),
         ("/api/{model}/versions/{version}/reject", [model, version],
          {"post": _operation("Drop a staged version", tag="rollout")}),
         ("/api/{model}/experiments", [model], {
@@ -144,8 +161,10 @@ def build(config: Config) -> dict[str, Any]:
                                                               required=True, tag="rollout")}),
         ("/api/{model}/predictions/{prediction_id}", [model, prediction],
          {"get": _operation("A logged prediction", tag="rollout")}),
-        ("/api/{model}/rollback", [model], {"post": _operation("Serve the previous version", body="RollbackRequest")}),
-        ("/api/{model}/compare", [model], {"post": _operation("Compare versions", body="CompareRequest", required=True)}),
+        ("/api/{model}/rollback", [model], {"post": _operation("Serve the previous version", body="RollbackRequest",
+                                                              returns="Switch")}),
+        ("/api/{model}/compare", [model], {"post": _operation("Compare versions", body="CompareRequest", required=True,
+                                                             returns="Comparison")}),
         ("/ping", [], {"get": _operation("200 while every model serves (MLflow's scoring protocol)", tag="mlflow")}),
         ("/invocations", [], {"post": _operation("MLflow scoring, when one model is configured", body=mlflow_body,
                                                  required=True, tag="mlflow")}),

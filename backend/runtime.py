@@ -14,6 +14,7 @@ from . import quality, triggers
 from .config import ModelConfig, PredictionLogConfig, ServingConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
+from .events import EventJournal
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .metrics import Metrics
@@ -40,7 +41,7 @@ class ModelRuntime:
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
                  clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None,
-                 serving: ServingConfig | None = None):
+                 serving: ServingConfig | None = None, journal: EventJournal | None = None):
         self.config = config
         self.name = config.name
         self.data_dir = storage.data_dir
@@ -54,7 +55,7 @@ class ModelRuntime:
         self.serving = serving or ServingConfig()  # which runtime answers predictions (CONTRACT §11)
         self.slot = ServingSlot(config.name, self.registry, self.record, metrics, self.serving)
         self._run_job = run_job
-        self.runner = JobRunner(config.name, self._run, self.registry.folder)
+        self.runner = JobRunner(config.name, self._run, self.registry.folder, journal=journal)
         self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)
         self.monitor = Monitor(config, self.store, self.registry, lambda: self.slot.served, self.record, metrics)
         kept = prediction_log or PredictionLogConfig()
@@ -78,7 +79,8 @@ class ModelRuntime:
     def record(self, event_type: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write a history event and raise the notification it calls for."""
         event = self.history.append(event_type, self.name, message, details)
-        self.notifier.from_event(event)
+        served = self.slot.served
+        self.notifier.from_event(event, served.version if served else None)
         return event
 
     def _run(self, job: Job) -> None:

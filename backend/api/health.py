@@ -17,7 +17,8 @@ def health():
     models = {name: status.of(rt).health() for name, rt in refit().runtimes.items()}
     first = next(iter(models.values()))
     healthy = all(m["model_loaded"] for m in models.values())
-    return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(), "models": models}
+    return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(),
+            "auth_required": refit().api_key is not None, "models": models}
 
 
 @bp.get("/ready")
