@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import sys
 import time
 from typing import Any, Sequence
 
-from . import cli_rollout, lifecycle
+from . import cli_remote, lifecycle
+from .cli_remote import connect, remote
 from .config import Config, load_config
 from .errors import CommandError, RefitError
 from .files import parse_line
@@ -142,30 +142,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, config: Config):
-    """A client of the running server: ``--url``, else the config's address; the API key from the config's variable."""
-    from .client import Client
-
-    url = args.url or f"http://{config.server.host}:{config.server.port}"
-    return Client(url, api_key=os.environ.get(config.security.api_key_env) or None)
-
-
-def _remote(call):
-    """Run a client call; its errors become the one-line error of a command."""
-    from .client import ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        raise CommandError(str(exc)) from None
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Print each model's training status as JSON (with --url: as the running server reports it)."""
     if args.url:
-        client = _client(args, _config(args))
-        names = [args.model] if args.model else [m["name"] for m in _remote(client.models)["models"]]
-        out = {name: _remote(lambda name=name: client.status(name)) for name in names}
+        client = connect(args, _config(args))
+        names = [args.model] if args.model else [m["name"] for m in remote(client.models)["models"]]
+        out = {name: remote(lambda name=name: client.status(name)) for name in names}
         print(json.dumps(out if len(out) > 1 else out[names[0]], indent=2))
         return 0
     from . import build_state
@@ -218,9 +200,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _remote_history(args: argparse.Namespace) -> int:
     """``history --url``: the running server's events; with --follow, from its event stream."""
-    client = _client(args, _config(args))
+    client = connect(args, _config(args))
     if not args.follow:
-        for event in _remote(lambda: client.history(args.model, limit=args.limit))["events"]:
+        for event in remote(lambda: client.history(args.model, limit=args.limit))["events"]:
             print(json.dumps(event), flush=True)
         return 0
     from .client import ClientError
@@ -273,7 +255,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = config.models[args.model]
     if list(model.features or []) != demo.FEATURES or model.target != demo.TARGET:
         raise CommandError("simulate generates PARIMA samples; this model's features or target differ")
-    client = _client(args, config)
+    client = connect(args, config)
     total = max(1, int(round(args.rate * args.duration)))
     pool = demo.rows(total, seed=args.seed)
     sent = 0
@@ -282,7 +264,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     while sent < total:
         due = min(total, int((time.monotonic() - started) * args.rate) + 1)
         if due > sent:
-            body = _remote(lambda: client.add_samples(args.model, pool[sent:due]))  # noqa: B023 (called at once)
+            body = remote(lambda: client.add_samples(args.model, pool[sent:due]))  # noqa: B023 (called at once)
             sent = due
             print(f"sent {sent}/{total}  total_samples={body['total_samples']}  "
                   f"since_last_training={body['samples_since_last_training']}", flush=True)
@@ -367,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(func=cmd_simulate)
 
-    cli_rollout.add_parsers(commands)
+    cli_remote.add_parsers(commands)
 
     demo_data = commands.add_parser("demo-data", help="write the PARIMA demo CSV")
     demo_data.add_argument("model", nargs="?")

@@ -1,8 +1,9 @@
-"""The rollout commands of the CLI: promote, reject, experiments, feedback (CONTRACT §9).
+"""The CLI's link to a running server (``--url``, default the config's address), through ``backend.client``.
 
-Unlike ``activate`` and ``rollback``, which change the files directly, these
-act on the running server (``--url``, default the config's address): its
-processes hold the experiment counts and the prediction log's open segments.
+The rollout commands (promote, reject, experiments, feedback; CONTRACT §9)
+always act on the running server, unlike ``activate`` and ``rollback``, which
+change the files directly: its processes hold the experiment counts and the
+prediction log's open segments.
 """
 from __future__ import annotations
 
@@ -12,61 +13,61 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .config import load_config
+from .config import Config, load_config
 from .errors import CommandError
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    """One request to the running server; an error envelope becomes a CommandError with its message."""
-    import requests
+def connect(args: argparse.Namespace, config: Config) -> Any:
+    """A client of the running server: ``--url``, else the config's address; the API key from the config's variable."""
+    from .client import Client
 
+    url = args.url or f"http://{config.server.host}:{config.server.port}"
+    return Client(url, api_key=os.environ.get(config.security.api_key_env) or None)
+
+
+def remote(call: Callable[[], Any]) -> Any:
+    """Run a client call; its errors become the one-line error of a command."""
+    from .client import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _model_client(args: argparse.Namespace) -> Any:
     config = load_config(args.config)
     if args.model not in config.models:
         raise CommandError(f"no model named '{args.model}' in the config (have: {', '.join(config.models)})")
-    url = (args.url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
-    headers = {}
-    key = os.environ.get(config.security.api_key_env)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    try:
-        response = requests.request(method, f"{url}/api/{args.model}{path}", json=body, headers=headers, timeout=30)
-    except requests.RequestException as exc:
-        raise CommandError(f"could not reach the server at {url}: {exc}") from None
-    try:
-        answer = response.json()
-    except ValueError:
-        raise CommandError(f"{url} answered {response.status_code} without JSON") from None
-    if response.status_code >= 400:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        raise CommandError(f"{response.status_code} {error.get('code')}: {error.get('message')}")
-    return answer
+    return connect(args, config)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Serve a staged version."""
-    print(json.dumps(_call(args, "POST", f"/versions/{args.version}/promote")))
+    client = _model_client(args)
+    print(json.dumps(remote(lambda: client.promote(args.model, args.version))))
     return 0
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
     """Drop a staged version."""
-    print(json.dumps(_call(args, "POST", f"/versions/{args.version}/reject")))
+    client = _model_client(args)
+    print(json.dumps(remote(lambda: client.reject(args.model, args.version))))
     return 0
 
 
 def cmd_experiments(args: argparse.Namespace) -> int:
     """List experiments, or start or stop one."""
+    client = _model_client(args)
     if args.start:
-        body: dict[str, Any] = {"name": args.start, "versions": args.versions}
-        if args.split:
-            body["split"] = args.split
-        print(json.dumps(_call(args, "POST", "/experiments", body), indent=2))
+        started = remote(lambda: client.start_experiment(args.model, args.start, args.versions, args.split))
+        print(json.dumps(started, indent=2))
     elif args.stop:
-        print(json.dumps(_call(args, "POST", f"/experiments/{args.stop}/stop", {"promote": args.promote}), indent=2))
+        print(json.dumps(remote(lambda: client.stop_experiment(args.model, args.stop, args.promote)), indent=2))
     else:
-        for experiment in _call(args, "GET", "/experiments")["experiments"]:
+        for experiment in remote(lambda: client.experiments(args.model))["experiments"]:
             arms = "  ".join(f"{v}: {a['requests']} req, {a['labels']} labels, score {a['score']}"
                              for v, a in experiment["arms"].items())
             print(f"{experiment['id']}  {experiment['status']:<9} {experiment['name']}  winner={experiment['winner']}  "
@@ -97,8 +98,9 @@ def read_feedback(path: Path) -> list[dict[str, Any]]:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     """Send labels for logged predictions (one request: all or nothing)."""
-    answer = _call(args, "POST", "/feedback", {"feedback": read_feedback(Path(args.file))})
-    print(json.dumps(answer))
+    items = read_feedback(Path(args.file))
+    client = _model_client(args)
+    print(json.dumps(remote(lambda: client.feedback(args.model, items))))
     return 0
 
 
