@@ -5,6 +5,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -61,6 +62,41 @@ def locked(path: Path, *, thread_lock: threading.Lock | threading.RLock | None =
             yield fd
         finally:
             os.close(fd)  # also releases the flock
+
+
+class StateFile:
+    """A small JSON state file shared by processes: read without a lock (it is replaced whole), changed under one.
+
+    ``changing()`` holds ``.<name>.lock`` beside it (never the file itself, which
+    ``write`` replaces atomically), so a read-modify-write in one process never
+    interleaves with another's. Not re-entrant: a second ``changing()`` in the
+    same thread would wait for itself.
+    """
+
+    def __init__(self, path: Path, what: str):
+        self.path = path
+        self._what = what  # for the warning when a hand edit broke the file
+        self._lock_path = path.with_name(f".{path.stem}.lock")
+        self._thread_lock = threading.Lock()
+
+    def read(self) -> dict[str, Any]:
+        """The state as last written; {} when there is none, or when a hand edit broke it (logged)."""
+        try:
+            state = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except ValueError:  # written atomically, so only a hand edit breaks it: start again rather than stop serving
+            logging.getLogger(__name__).warning("%s is not JSON; %s starts again", self.path, self._what)
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def write(self, state: dict[str, Any], default: Any = None) -> None:
+        """Replace the file atomically (NaN refused; ``default`` as json.dumps takes it)."""
+        atomic_write(self.path, json.dumps(state, allow_nan=False, default=default).encode("utf-8"))
+
+    def changing(self) -> contextlib.AbstractContextManager[int]:
+        """Hold the state's lock across processes and threads for a read-modify-write."""
+        return locked(self._lock_path, thread_lock=self._thread_lock)
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | None:

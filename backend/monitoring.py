@@ -25,10 +25,8 @@ atomically), so a row is scored once and an episode logged once.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,7 +38,7 @@ from .config import ModelConfig
 from .csvrecords import read_header
 from .errors import DataQualityError
 from .evaluation import DEFAULT_METRIC, METRICS, Replay, improvement
-from .files import atomic_write, locked
+from .files import StateFile
 from .history import utc_now
 from .metrics import Metrics
 from .registry import Registry
@@ -115,9 +113,7 @@ class Monitor:
         self.registry = registry
         self._served = served
         self._record = record
-        self.path = registry.folder / "monitoring.json"
-        self._lock_path = registry.folder / ".monitoring.lock"
-        self._thread_lock = threading.Lock()
+        self.file = StateFile(registry.folder / "monitoring.json", "live monitoring")
         if metrics is not None:
             metrics.watch_live(self.gauges)
 
@@ -128,13 +124,7 @@ class Monitor:
     # -- reading ---------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except ValueError:  # written atomically, so only a hand edit breaks it: start again rather than stop serving
-            log.warning("model %s: %s is not JSON; live monitoring starts again", self.config.name, self.path)
-            return {}
+        return self.file.read()
 
     def live(self) -> Live:
         """The live score, windows and drift state as last written (no lock: the file is replaced whole)."""
@@ -173,7 +163,7 @@ class Monitor:
         served = self._served()
         if served is None:
             return
-        with locked(self._lock_path, thread_lock=self._thread_lock):
+        with self.file.changing():
             if self.registry.state()["active"] != served.version:
                 return  # this process still serves the previous version; the one serving the new one scores
             state = self._load()
@@ -372,14 +362,14 @@ class Monitor:
 
     def training_started(self, job_id: str) -> None:
         """Remember that the open episode's training started, so it is not started again."""
-        with locked(self._lock_path, thread_lock=self._thread_lock):
+        with self.file.changing():
             state = self._load()
             if (state.get("drift") or {}).get("open"):
                 state["drift"]["training_job"] = job_id
                 self._save(state)
 
     def _save(self, state: dict[str, Any]) -> None:
-        atomic_write(self.path, json.dumps(state, allow_nan=False, default=_plain).encode("utf-8"))
+        self.file.write(state, default=_plain)
 
 
 def _plain(value: Any) -> Any:

@@ -18,7 +18,6 @@ labels arrive, and at each scheduler tick, by whichever process holds them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import threading
@@ -30,7 +29,7 @@ from . import experiments
 from .config import ModelConfig
 from .errors import ArtifactError, Conflict, Invalid, NotFound
 from .evaluation import DEFAULT_METRIC, improvement
-from .files import atomic_write, locked
+from .files import StateFile
 from .history import utc_now
 from .monitoring import Monitor, score
 from .predictionlog import Logged
@@ -79,9 +78,7 @@ class Rollout:
         self.monitor = monitor
         self._record = record
         self._notify = notify
-        self.path = registry.folder / "rollout.json"
-        self._lock_path = registry.folder / ".rollout.lock"
-        self._thread_lock = threading.Lock()  # never held twice: flock on a second fd would wait for itself
+        self.file = StateFile(registry.folder / "rollout.json", "the rollout state")
         self._seen: tuple[int, int, int] | None = None
         self._view = _EMPTY
         self._counts: Counter[tuple[str, str]] = Counter()  # (experiment, version) -> requests not yet flushed
@@ -90,13 +87,7 @@ class Rollout:
     # -- the state file ----------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        try:
-            state = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            state = {}
-        except ValueError:
-            log.warning("model %s: %s is not JSON; the rollout state starts again", self.config.name, self.path)
-            state = {}
+        state = self.file.read()
         state.setdefault("next_experiment", 1)
         state.setdefault("experiments", {})
         state.setdefault("running", None)
@@ -105,15 +96,15 @@ class Rollout:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        atomic_write(self.path, json.dumps(state, allow_nan=False).encode("utf-8"))
+        self.file.write(state)
 
     def _change(self) -> Any:
-        return locked(self._lock_path, thread_lock=self._thread_lock)
+        return self.file.changing()  # never nested: flock on a second fd would wait for itself
 
     def view(self) -> _View:
         """The running experiment and shadow candidate, re-read only when the file changed (one ``stat``)."""
         try:
-            info = os.stat(self.path)
+            info = os.stat(self.file.path)
             seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         except FileNotFoundError:
             seen = None
