@@ -42,7 +42,7 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
         path = model.training.training_log_file
         history = histories.setdefault(str(path), HistoryLog(path))
         runtimes[name] = ModelRuntime(model, config.storage, history, notifier, retrain.run_job, metrics,
-                                      base_dir=config.path.parent)
+                                      base_dir=config.path.parent, compute=config.compute)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():

@@ -61,7 +61,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
         task=rt.config.task, options=settings, staging_dir=str(staging),
         active_path=active_record["model_path"] if active_record else None,
         active_sha256=active_record["sha256"] if active_record else None,
-        active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None,
+        active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None, compute=rt.compute,
     )
     started = {"logged": False}
 

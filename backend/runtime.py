@@ -13,6 +13,7 @@ from . import quality, triggers
 from .config import ModelConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
+from .executor import ComputeConfig
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .metrics import Metrics
@@ -35,8 +36,9 @@ class ModelRuntime:
 
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, compute: ComputeConfig | None = None):
         self.config = config
+        self.compute = compute or ComputeConfig()  # where its trainings run their fits (the global ``compute`` block)
         self.name = config.name
         self.data_dir = storage.data_dir
         self.base_dir = base_dir or storage.data_dir  # the config file's folder: relative paths in requests start here
