@@ -17,6 +17,7 @@ from flask import Flask, request
 from . import errors, observability, retrain
 from .config import Config, load_config
 from .errors import ConfigError
+from .executor import health_of
 from .history import HistoryLog
 from .jsoncodec import OrjsonProvider
 from .metrics import Metrics
@@ -48,7 +49,7 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
     if api_key is not None and not api_key.strip():
         raise ConfigError(f"security.apiKeyEnv: ${key_name} is set but empty; unset it or give it a value")
     return Refit(config=config, runtimes=runtimes, histories=histories, notifier=notifier, api_key=api_key or None,
-                 metrics=metrics)
+                 metrics=metrics, executor_health=health_of(config.compute))
 
 
 def create_app(config: Config | str | Path | None = None, *, start_scheduler: bool = False) -> Flask:

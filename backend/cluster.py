@@ -29,7 +29,6 @@ import itertools
 import logging
 import threading
 import time
-from concurrent.futures import CancelledError
 from typing import Any, Callable, Sequence
 
 from .errors import TrainingFailed
@@ -92,25 +91,24 @@ class DaskExecutor:
         self._data = self._client.scatter({key: self._rows}, hash=False)[key]
         self.scatters += 1
 
-    def _submit(self, call: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    def _submit(self, call: tuple[Callable[..., Any], tuple[Any, ...]], changed: threading.Event) -> Any:
         fn, args = call
-        return self._client.submit(_on_worker, fn, self.n_jobs, self._data, *args, pure=False,
-                                   key=f"{self._prefix}-{fn.__name__}-{next(self._keys)}")
+        future = self._client.submit(_on_worker, fn, self.n_jobs, self._data, *args, pure=False,
+                                     key=f"{self._prefix}-{fn.__name__}-{next(self._keys)}")
+        future.add_done_callback(lambda _: changed.set())  # finished, failed or cancelled
+        return future
 
     def run(self, calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], on_done: Callable[[], None] | None = None,
             deadline: float | None = None, group: int = 1) -> list[Any]:
         """Submit every call at once; collect the results as tasks finish (see ``executor.Executor.run``)."""
-        from distributed import wait
-
         results: list[Any] = [None] * len(calls)
-        pending = {index: self._submit(call) for index, call in enumerate(calls)}
+        changed = threading.Event()
+        pending = {index: self._submit(call, changed) for index, call in enumerate(calls)}
         begun = {0}  # groups with a finished call (the first always runs)
         recoveries = 0
         while pending:
-            try:
-                wait(list(pending.values()), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-            except (TimeoutError, CancelledError):  # nothing finished yet, or a task was cancelled: both looked at below
-                pass
+            changed.wait(POLL_SECONDS)
+            changed.clear()
             lost = []
             for index, future in list(pending.items()):
                 if future.status == "finished":
@@ -126,14 +124,15 @@ class DaskExecutor:
                     lost.append(index)
             if lost:
                 recoveries += 1
-                self._recover(lost, pending, calls, recoveries)
+                self._recover(lost, pending, calls, recoveries, changed)
             if deadline is not None and time.monotonic() > deadline:
                 late = [index for index in pending if index // group not in begun]
                 if late:
                     self._client.cancel([pending.pop(index) for index in late])
         return results
 
-    def _recover(self, lost: list[int], pending: dict[int, Any], calls: Sequence[Any], recoveries: int) -> None:
+    def _recover(self, lost: list[int], pending: dict[int, Any], calls: Sequence[Any], recoveries: int,
+                 changed: threading.Event) -> None:
         """Resubmit tasks the cluster cancelled: the rows went with a dead worker (scatter them again) or the scheduler went."""
         if self._client.status != "running":
             raise TrainingFailed("executor_unavailable", f"lost the connection to the Dask scheduler at {self.address}",
@@ -145,7 +144,7 @@ class DaskExecutor:
             log.warning("the worker holding the training rows left the cluster; scattering them again")
             self._scatter()
         for index in lost:
-            pending[index] = self._submit(calls[index])
+            pending[index] = self._submit(calls[index], changed)
 
     def _fail(self, future: Any) -> None:
         """Turn a task's error into the job's: a cluster problem names the cluster, anything else is re-raised."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from flask import current_app
 
@@ -27,6 +27,7 @@ class Refit:
     scheduler: TrainingScheduler | None = None
     watcher: RegistryWatcher | None = None
     openapi: dict[str, Any] | None = None
+    executor_health: Callable[[], dict[str, Any]] = lambda: {"kind": "local"}  # /health's "executor" (CONTRACT §12)
 
 
 def refit() -> Refit:
