@@ -154,9 +154,12 @@ class DaskExecutor:
         if isinstance(exc, KilledWorker):
             raise TrainingFailed("worker_died", f"a fit killed every Dask worker that ran it (out of memory?): {exc}",
                                  {"scheduler": self.address})
-        if isinstance(exc, ImportError):
-            raise TrainingFailed("executor_unavailable", f"the Dask workers cannot import Refit's code ({exc}): start "
-                                 "them from a Refit checkout with the same packages", {"scheduler": self.address})
+        # the scheduler unpickles every task and the workers run Refit's functions: both need its code
+        # (distributed reports a scheduler without it only by this message)
+        if isinstance(exc, ImportError) or (isinstance(exc, RuntimeError) and "deserializ" in str(exc)):
+            raise TrainingFailed("executor_unavailable", f"the Dask scheduler or workers cannot import Refit's code "
+                                 f"({str(exc).splitlines()[0]}): start them from a Refit checkout (PYTHONPATH=.) with the "
+                                 "same packages", {"scheduler": self.address})
         future.result()  # re-raises the task's own exception, with its traceback
 
     def summary(self) -> dict[str, Any]:

@@ -45,12 +45,12 @@ def available() -> bool:
     return installed()
 
 
-def write_data(folder: Path) -> None:
+def write_data(folder: Path, rows: int) -> None:
     import pandas as pd
     from sklearn.datasets import make_classification
 
     folder.mkdir(parents=True, exist_ok=True)
-    X, y = make_classification(n_samples=ROWS, n_features=len(FEATURES), n_informative=6, random_state=0)
+    X, y = make_classification(n_samples=rows, n_features=len(FEATURES), n_informative=6, random_state=0)
     frame = pd.DataFrame(X, columns=FEATURES)
     frame["label"] = y
     frame.to_csv(folder / "rows.csv", index=False)
@@ -101,15 +101,15 @@ def renice(client: Any, niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, pid, niceness)
 
 
-def measure(reps: int) -> dict[str, Any]:
+def measure(reps: int, rows: int = ROWS, trials: int = TRIALS) -> dict[str, Any]:
     """Run the jobs on both executors; return the raw figures."""
     from distributed import Client, LocalCluster
 
     from backend.training_process import TRAINING_NICENESS
 
     shutil.rmtree(WORK, ignore_errors=True)
-    write_data(WORK / "data")
-    raw: dict[str, Any] = {"reps": reps}
+    write_data(WORK / "data", rows)
+    raw: dict[str, Any] = {"reps": reps, "rows": rows, "trials": trials}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as cluster, Client(cluster) as client:
         renice(client, TRAINING_NICENESS)
@@ -121,7 +121,7 @@ def measure(reps: int) -> dict[str, Any]:
                         WORK / f"refit-{compute['executor']}.log", f"http://127.0.0.1:{port}/health", cwd=ROOT) as server:
                 train(server.url, 1)  # warm-up, not measured
                 one = [train(server.url, 1) for _ in range(reps)]
-                full = [train(server.url, TRIALS) for _ in range(reps)]
+                full = [train(server.url, trials) for _ in range(reps)]
             raw[compute["executor"]] = {"one_trial": one, "search": full}
     return raw
 
@@ -135,8 +135,8 @@ def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
     speedup = search_local["median"] / search_dask["median"]
     tasks = dask["search"][0]["tasks_run"]
     return [
-        {"figure": f"random search {TRIALS} trials x {FOLDS}-fold CV, {ROWS:,} rows: job wall s, LocalCluster 2 workers x "
-                   f"1 thread ({tasks} tasks) vs local nJobs 1",
+        {"figure": f"random search {raw['trials']} trials x {FOLDS}-fold CV, {raw['rows']:,} rows: job wall s, "
+                   f"LocalCluster 2 workers x 1 thread ({tasks} tasks) vs local nJobs 1",
          "refit": fmt(search_dask), "reference": f"local {fmt(search_local)}", "ratio": f"{speedup:.2f}x faster",
          "budget": ">= 1.6x", "ok": speedup >= 1.6},
         {"figure": "the tuning inside those jobs, s", "refit": fmt(tuning_dask), "reference": f"local {fmt(tuning_local)}",
@@ -150,10 +150,12 @@ def rows_of(raw: dict[str, Any]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=ROWS, help="fewer for a quick run (RESULTS.md wants 50,000)")
+    parser.add_argument("--trials", type=int, default=TRIALS, help="fewer for a quick run (RESULTS.md wants 32)")
     args = parser.parse_args()
     if not available():
         sys.exit("the cluster benchmark needs dask[distributed]: pip install -r requirements-optional.txt")
-    raw = measure(args.reps)
+    raw = measure(args.reps, args.rows, args.trials)
     (WORK / "latest.json").write_text(json.dumps(raw, indent=2))
     print("| figure | cluster | local | ratio / difference | budget | met |\n|---|---|---|---|---|---|")
     for row in rows_of(raw):

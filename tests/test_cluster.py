@@ -42,13 +42,20 @@ class DaskCluster:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
+        # the time-outs end a cluster whose test process died without stopping it
         self.scheduler = self._start("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                                                   self.address.rsplit(":", 1)[1], "--no-dashboard"])
-        self.workers = [self.add_worker(f"w{i}") for i in range(workers)]
-        self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
-        if workers:
-            self.client.wait_for_workers(workers, timeout=120)
-        self.client.get_task_stream()  # the scheduler records its task stream from now on
+                                                   self.address.rsplit(":", 1)[1], "--no-dashboard", "--idle-timeout", "600"])
+        self.workers: list[subprocess.Popen] = []
+        self.client = None
+        try:
+            self.workers = [self.add_worker(f"w{i}") for i in range(workers)]
+            self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
+            if workers:
+                self.client.wait_for_workers(workers, timeout=120)
+            self.client.get_task_stream()  # the scheduler records its task stream from now on
+        except BaseException:
+            self.stop()
+            raise
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         # workers import Refit's code (the checkout, as the README says), never its data folder;
@@ -63,7 +70,7 @@ class DaskCluster:
         # --no-nanny: a killed worker stays dead (a nanny would start it again), so the job must finish on the others
         return self._start(name, ["distributed.cli.dask_worker", self.address, "--nthreads", "1", "--no-nanny",
                                   "--no-dashboard", "--host", "127.0.0.1", "--name", name, "--preload", "backend.candidate",
-                                  "--local-directory", str(self.folder / name)])
+                                  "--local-directory", str(self.folder / name), "--death-timeout", "60"])
 
     def worker_addresses(self) -> set[str]:
         return set(self.client.scheduler_info()["workers"])
@@ -82,7 +89,8 @@ class DaskCluster:
 
     def stop(self) -> None:
         """SIGKILL every process: nothing of a test's cluster needs a clean shutdown."""
-        self.client.close(timeout=5)
+        if self.client is not None:
+            self.client.close(timeout=5)
         for process in [*self.workers, self.scheduler]:
             if process.poll() is None:
                 process.kill()
