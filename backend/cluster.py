@@ -29,6 +29,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import Any, Callable, Sequence
 
 from .errors import TrainingFailed
@@ -64,7 +65,7 @@ class DaskExecutor:
         self.n_jobs = n_jobs
         self.tasks_run = 0  # tasks of this job that finished and whose result was used
         self.scatters = 0
-        self._prefix = f"refit-{name}"
+        self._name = name
         self._keys = itertools.count()
         self._rows: Any = None
         self._data: Any = None
@@ -87,14 +88,30 @@ class DaskExecutor:
         self._scatter()
 
     def _scatter(self) -> None:
-        key = f"{self._prefix}-rows-{self.scatters}"
+        key = f"refit_rows-{self._name}-{self.scatters}"
         self._data = self._client.scatter({key: self._rows}, hash=False)[key]
         self.scatters += 1
 
+    def _spread(self) -> None:
+        """Copy the rows to every worker before a batch of fits (worker to worker; a no-op where they are).
+
+        Dask sends a task to a worker holding its inputs, so rows on one worker would keep every fit
+        there. The active memory manager drops extra copies again once no task waits for them, so
+        this is done per batch, not once.
+        """
+        if self._data.status != "finished":  # their last holder left since the last batch
+            log.warning("the training rows were lost with a worker; scattering them again")
+            self._scatter()
+        try:
+            self._client.replicate([self._data])
+        except (OSError, TimeoutError, CancelledError) as exc:  # a worker left meanwhile: the batch copes (see run)
+            log.info("copying the rows to every worker: %s", exc)
+
     def _submit(self, call: tuple[Callable[..., Any], tuple[Any, ...]], changed: threading.Event) -> Any:
         fn, args = call
+        # keys name the fit first: Dask groups tasks by that word (refit_score_fold, ...) when it schedules them
         future = self._client.submit(_on_worker, fn, self.n_jobs, self._data, *args, pure=False,
-                                     key=f"{self._prefix}-{fn.__name__}-{next(self._keys)}")
+                                     key=f"refit_{fn.__name__}-{self._name}-{next(self._keys)}")
         future.add_done_callback(lambda _: changed.set())  # finished, failed or cancelled
         return future
 
@@ -102,6 +119,8 @@ class DaskExecutor:
             deadline: float | None = None, group: int = 1) -> list[Any]:
         """Submit every call at once; collect the results as tasks finish (see ``executor.Executor.run``)."""
         results: list[Any] = [None] * len(calls)
+        if len(calls) > 1:
+            self._spread()
         changed = threading.Event()
         pending = {index: self._submit(call, changed) for index, call in enumerate(calls)}
         begun = {0}  # groups with a finished call (the first always runs)

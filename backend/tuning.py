@@ -144,7 +144,8 @@ def search(executor: Executor, template: Pipeline, window: Window, task: str, me
         for number, params in enumerate(batch):
             folds = results[number * n_folds:(number + 1) * n_folds]
             if any(fold is None for fold in folds):  # not begun within the time budget
-                break
+                means.append(None)
+                continue
             try:
                 result = summarize(folds)
             except ValueError as exc:  # a parameter combination the estimator refuses

@@ -24,8 +24,7 @@ from tests.helpers import ROOT, free_port, wait_job, wait_until, write_config, w
 distributed = pytest.importorskip("distributed")
 
 # A small tuned forest: two windows, 4 trials x 3 folds, the fit and the refit are the job's 16 tasks.
-# nJobs 2 sends each forest's trees through joblib's Dask backend on the workers.
-TUNED = {"modelType": "random_forest", "hyperparameters": {"n_estimators": 12}, "nJobs": 2, "plots": False,
+TUNED = {"modelType": "random_forest", "hyperparameters": {"n_estimators": 12}, "plots": False,
          "tuning": {"method": "random", "n_iter": 4, "cv": 3, "searchSpace": {"max_depth": [3, 6], "min_samples_leaf": [1, 4]}}}
 TUNED_TASKS = 2 + 4 * 3 + 1 + 1
 # Long enough to act on mid-job: 16 trials x 3 folds on 800 rows.
@@ -76,8 +75,9 @@ class DaskCluster:
         return set(self.client.scheduler_info()["workers"])
 
     def tasks_of(self, job_id: str) -> list[dict]:
-        """The task-stream records of a job's own tasks (keys ``refit-<job id>-...``)."""
-        return [t for t in self.client.get_task_stream() if str(t["key"]).startswith(f"refit-{job_id}-")]
+        """The task-stream records of a job's own tasks (keys ``refit_<fit>-<job id>-<n>``)."""
+        return [t for t in self.client.get_task_stream() if str(t["key"]).startswith("refit_")
+                and f"-{job_id}-" in str(t["key"])]
 
     def kill_worker_holding(self, key_prefix: str) -> str:
         """SIGKILL the worker holding a key that starts with ``key_prefix``; return its address."""
@@ -128,6 +128,12 @@ def train(client, body: dict | None = None) -> dict:
     return wait_job(lambda: client.get(f"/api/parima/jobs/{job_id}").json, timeout=240)
 
 
+def small_rows() -> fits.Rows:
+    """200 rows of two features and a holdout, for the executor on its own."""
+    X = pd.DataFrame({"a": np.arange(200.0), "b": np.arange(200.0) % 7})
+    return fits.Rows(X, pd.Series(np.arange(200) % 2), windows.Holdout(np.arange(160, 200), "first_version", 160, 200))
+
+
 @pytest.fixture(scope="module")
 def tuned_on_cluster(cluster, tmp_path_factory):
     """A tuned training that ran on the module's cluster: the app, its finished job and the version record."""
@@ -162,10 +168,24 @@ def test_the_jobs_tasks_were_run_by_the_workers(tuned_on_cluster, cluster):
     ran = cluster.tasks_of(job["job_id"])
     assert len(ran) == record["tasks_run"]  # the scheduler saw each task once: nothing ran in the training process
     assert {t["worker"] for t in ran} == cluster.worker_addresses()  # both workers took some
-    kinds = {str(t["key"]).split("-")[-2] for t in ran}
-    assert kinds == {"score_window", "score_fold", "fit_window"}
-    # nJobs 2: the forests' own parallel loops ran as tasks of the cluster too (joblib's Dask backend)
-    assert any("parallel_build_trees" in str(t["key"]) for t in cluster.client.get_task_stream())
+    kinds = {str(t["key"]).split("-")[0] for t in ran}
+    assert kinds == {"refit_score_window", "refit_score_fold", "refit_fit_window"}
+
+
+@pytest.mark.server
+def test_an_estimators_own_parallel_loops_run_as_tasks_of_the_cluster(cluster):
+    from sklearn.ensemble import RandomForestClassifier
+
+    executor = DaskExecutor(cluster.address, n_jobs=2, name="nested")  # nJobs 2
+    try:
+        executor.share(small_rows())
+        forest = executor.run([(fits.fit_window, (RandomForestClassifier(n_estimators=4, n_jobs=2), "all", False))])[0]
+        assert len(forest.estimators_) == 4
+        # joblib's Dask backend sent the forest's trees to the cluster as tasks of their own
+        trees = [t for t in cluster.client.get_task_stream() if "parallel_build_trees" in str(t["key"])]
+        assert trees and {t["worker"] for t in trees} <= cluster.worker_addresses()
+    finally:
+        executor.close()
 
 
 @pytest.mark.server
@@ -181,8 +201,7 @@ def test_cancel_frees_the_workers(cluster, tmp_path):
 
         def freed() -> bool:  # the scheduler forgot every task of the job and no worker is busy with one
             left = cluster.client.run_on_scheduler(
-                lambda dask_scheduler, prefix=f"refit-{job_id}-": [k for k in dask_scheduler.tasks
-                                                                   if str(k).startswith(prefix)])
+                lambda dask_scheduler, part=f"-{job_id}-": [k for k in dask_scheduler.tasks if part in str(k)])
             return not left and not any(cluster.client.processing().values())
 
         wait_until(freed, timeout=60, what="the workers to be freed")
@@ -226,7 +245,7 @@ def test_a_worker_killed_mid_job_does_not_fail_it(own_cluster, tmp_path):
     try:
         job_id = client.post("/api/parima/train", json={"force": True}).json["job_id"]
         wait_until(lambda: len(own_cluster.tasks_of(job_id)) >= 4, timeout=120, interval=0.05, what="a few tasks done")
-        killed = own_cluster.kill_worker_holding(f"refit-{job_id}-rows")  # the one holding the scattered rows
+        killed = own_cluster.kill_worker_holding(f"refit_rows-{job_id}-")  # one holding the scattered rows
         job = wait_job(lambda: client.get(f"/api/parima/jobs/{job_id}").json, timeout=240)
         assert job["status"] == "completed", job
         record = client.get(f"/api/parima/versions/{job['result']['version']}").json
@@ -240,25 +259,42 @@ def test_a_worker_killed_mid_job_does_not_fail_it(own_cluster, tmp_path):
 
 @pytest.mark.server
 def test_rows_lost_with_their_only_holder_are_scattered_again(own_cluster):
-    X = pd.DataFrame({"a": np.arange(200.0), "b": np.arange(200.0) % 7})
-    y = pd.Series(np.arange(200) % 2)
-    rows = fits.Rows(X, y, windows.Holdout(np.arange(160, 200), "first_version", 160, 200))
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+
+    rows = small_rows()
+    calls = tuning.fold_calls(LogisticRegression(), "all", KFold(4), 4, "classification", "accuracy")
     executor = DaskExecutor(own_cluster.address, name="lost")
     try:
         executor.share(rows)
-        own_cluster.kill_worker_holding("refit-lost-rows")  # before any task fetched a copy
+        own_cluster.kill_worker_holding("refit_rows-lost-")  # before any batch copied them to the other worker
         wait_until(lambda: len(own_cluster.worker_addresses()) == 1, timeout=60, what="the scheduler to see it go")
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import KFold
-
-        calls = tuning.fold_calls(LogisticRegression(), "all", KFold(4), 4, "classification", "accuracy")
+        first = executor.run(calls[:1])  # its task is cancelled for the lost rows: they are scattered again
+        assert executor.scatters == 2 and isinstance(first[0], fits.FoldScore)
         results = executor.run(calls)
-        assert all(isinstance(r, fits.FoldScore) and r.value is not None for r in results)
-        assert executor.scatters == 2 and executor.tasks_run == 4
+        assert executor.tasks_run == 5
         # the same folds in this process give the same scores
         local = LocalExecutor()
         local.share(rows)
-        assert [r.value for r in local.run(calls)] == [r.value for r in results]
+        assert [r.value for r in local.run(calls)] == [r.value for r in results] and first[0] == results[0]
+    finally:
+        executor.close()
+
+
+@pytest.mark.server
+def test_a_deadline_leaves_out_the_trials_the_cluster_had_not_begun(cluster):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+
+    executor = DaskExecutor(cluster.address, name="deadline")
+    try:
+        executor.share(small_rows())
+        calls = tuning.fold_calls(LogisticRegression(), "all", KFold(2), 2, "classification", "accuracy") * 6
+        results = executor.run(calls, deadline=time.monotonic() - 1, group=2)
+        trials = [results[i:i + 2] for i in range(0, 12, 2)]
+        assert all(r is not None for r in trials[0])  # the first trial always runs
+        assert all(all(r is None for r in t) or all(r is not None for r in t) for t in trials)  # whole trials only
+        assert any(r is None for t in trials for r in t)  # the ones not begun were left out
     finally:
         executor.close()
 
