@@ -23,10 +23,12 @@ from tests.helpers import ROOT, free_port, wait_job, wait_until, write_config, w
 
 distributed = pytest.importorskip("distributed")
 
-# A small tuned forest: two windows, 4 trials x 3 folds, the fit and the refit are the job's 16 tasks.
-TUNED = {"modelType": "random_forest", "hyperparameters": {"n_estimators": 12}, "plots": False,
-         "tuning": {"method": "random", "n_iter": 4, "cv": 3, "searchSpace": {"max_depth": [3, 6], "min_samples_leaf": [1, 4]}}}
-TUNED_TASKS = 2 + 4 * 3 + 1 + 1
+# Auto-selection between two forests, then a random search: two windows, 2 candidates x 3 folds,
+# 4 trials x 3 folds, the fit and the refit are the job's 22 tasks.
+TUNED = {"modelType": "auto", "candidates": ["random_forest", "extra_trees"], "plots": False,
+         "tuning": {"method": "random", "n_iter": 4, "cv": 3,
+                    "searchSpace": {"max_depth": [3, 6], "min_samples_leaf": [1, 4]}}}
+TUNED_TASKS = 2 + 2 * 3 + 4 * 3 + 1 + 1
 # Long enough to act on mid-job: 16 trials x 3 folds on 800 rows.
 LONG_TRIALS = 16
 LONG = {"modelType": "random_forest", "hyperparameters": {"n_estimators": 15}, "plots": False, "trainingWindow": "all",
@@ -152,6 +154,7 @@ def test_a_tuned_training_completes_on_the_cluster_and_serves(tuned_on_cluster, 
     assert job["status"] == "completed" and job["result"]["promoted"], job
     assert record["executor"] == "dask" and record["scheduler"] == cluster.address
     assert record["tasks_run"] == TUNED_TASKS and record["tuning"]["n_trials"] == 4
+    assert set(record["selection"]["candidates"]) == {"random_forest", "extra_trees"}
     assert len(record["promotion"]["candidates"]) == 2  # both windows were tried
     answer = client.post("/api/parima/predict", json={"features": dict(zip(
         ["frustumCoverage", "occlusionRatio", "meanVisibleDistance", "deviceFPS", "deviceCPULoad"], [0.6, 0.1, 8, 72, 0.3]))})
@@ -223,7 +226,6 @@ def test_a_stopped_scheduler_fails_the_job_and_the_active_version_stays(trained_
         assert client.get("/health").json["executor"]["scheduler_answers"] is True
         scheduler.stop()
         job = train(client)
-        print("failed after", job["finished_at"], job["created_at"])
         assert job["status"] == "failed" and job["error"]["reason"] == "executor_unavailable", job
         assert scheduler.address in job["error"]["message"]
         assert client.get("/api/parima/training/status").json["active_version"] == "v1"
