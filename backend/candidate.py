@@ -21,7 +21,7 @@ import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from . import catalogue, evaluation, fits, plots, preprocessing, training, tuning, windows
+from . import catalogue, evaluation, fits, onnx_conversion, plots, preprocessing, training, tuning, windows
 from .errors import ArtifactError, CatalogueError, TrainingFailed
 from .executor import ComputeConfig, Executor, open_executor
 from .files import sha256_file
@@ -48,6 +48,7 @@ class TrainingSpec:
     active_sha256: str | None = None
     active_trained_end: int | None = None  # one past the last store row the active version trained on
     other_file: bool = False  # the rows come from another file than the sample store
+    serving_runtime: str = "auto"  # config serving.runtime: convert a promoted candidate to ONNX unless "sklearn"
     compute: ComputeConfig = ComputeConfig()  # where the fits run (config ``compute``)
 
 
@@ -99,6 +100,11 @@ class Candidate:
     executor: str  # where the fits ran: "local" or "dask"
     scheduler: str | None  # the Dask scheduler's address
     tasks_run: int  # Dask tasks completed for this job (0 locally)
+    # how it will be served (CONTRACT §11): see onnx_conversion.Conversion.fields
+    serving_runtime: str = "sklearn"
+    serving_runtime_reason: str | None = None
+    conversion_seconds: float | None = None
+    onnx: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """The fields a version record keeps (the scores go into its ``promotion`` block)."""
@@ -218,6 +224,11 @@ def _train(spec: TrainingSpec, send: Report, executor: Executor) -> Candidate:
     joblib.dump(served, artifact)
     with open(artifact, "rb+") as handle:
         os.fsync(handle.fileno())
+    conversion = onnx_conversion.skipped(spec.serving_runtime, decision.promoted)
+    if conversion is None:  # checked on the whole held-out split, here, so serving never converts
+        send("progress", 94, "converting to ONNX")
+        conversion = onnx_conversion.convert(spec.serving_runtime, served, X_test, data.task, data.numeric,
+                                             data.categorical, staging)
     check = X_test.head(CHECK_ROWS)
     cv_summary = None  # the chosen model's cross-validation score on the training rows, when one was computed
     if tuned:
@@ -275,6 +286,7 @@ def _train(spec: TrainingSpec, send: Report, executor: Executor) -> Candidate:
         },
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
         "check_predictions": predict_frame(served, check, data.task)[0],  # as serving will predict them
+        **conversion.fields(),
         **executor.summary(),
     })
 

@@ -1,4 +1,5 @@
-"""python -m backend <command>: serve, train, status, history, versions, simulate, demo-data.
+"""python -m backend <command>: serve, train, status, history, versions, activate, rollback, promote, reject,
+experiments, feedback, simulate, demo-data.
 
 Every command reads the same config.json ($REFIT_CONFIG or ./config.json, or
 --config) and works on the same files as the server. Exit code 0 on success;
@@ -9,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import sys
 import time
 from typing import Any, Sequence
 
-from . import lifecycle
+from . import cli_remote, lifecycle
+from .cli_remote import connect, remote
 from .config import Config, load_config
 from .errors import CommandError, RefitError
 from .files import parse_line
@@ -52,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     log.info("Refit serving %s on http://%s:%s (models: %s)", config.path, host, port, ", ".join(config.models))
-    server.run(config, host, port, workers=args.workers, threads=args.threads)
+    server.run(config, host, port, workers=args.workers, threads=args.threads, streams=args.streams)
     return 0
 
 
@@ -142,7 +143,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print each model's training status as JSON."""
+    """Print each model's training status as JSON (with --url: as the running server reports it)."""
+    if args.url:
+        client = connect(args, _config(args))
+        names = [args.model] if args.model else [m["name"] for m in remote(client.models)["models"]]
+        out = {name: remote(lambda name=name: client.status(name)) for name in names}
+        print(json.dumps(out if len(out) > 1 else out[names[0]], indent=2))
+        return 0
     from . import build_state
 
     state = build_state(_config(args))
@@ -160,6 +167,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Print the model's newest events as JSON lines; with --follow keep printing new ones."""
+    if args.url:
+        return _remote_history(args)
     rt = _runtime(args)
     for event in rt.history.tail(model=args.model, limit=args.limit):
         print(json.dumps(event), flush=True)
@@ -187,6 +196,25 @@ def cmd_history(args: argparse.Namespace) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
+
+
+def _remote_history(args: argparse.Namespace) -> int:
+    """``history --url``: the running server's events; with --follow, from its event stream."""
+    client = connect(args, _config(args))
+    if not args.follow:
+        for event in remote(lambda: client.history(args.model, limit=args.limit))["events"]:
+            print(json.dumps(event), flush=True)
+        return 0
+    from .client import ClientError
+
+    try:
+        for event in client.history(args.model, follow=True, limit=args.limit):
+            print(json.dumps(event), flush=True)
+    except ClientError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -218,22 +246,16 @@ def _score(value: Any) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Post realistic new samples to a running server at a steady rate."""
-    import requests
-
+    """Post realistic new samples to a running server at a steady rate (through backend.client)."""
     from . import demo
 
     config = _config(args)
     if args.model not in config.models:
         raise CommandError(f"no model named '{args.model}' in the config")
     model = config.models[args.model]
-    url = (args.url or f"http://{config.server.host}:{config.server.port}").rstrip("/")
-    headers = {}
-    key = os.environ.get(config.security.api_key_env)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
     if list(model.features or []) != demo.FEATURES or model.target != demo.TARGET:
         raise CommandError("simulate generates PARIMA samples; this model's features or target differ")
+    client = connect(args, config)
     total = max(1, int(round(args.rate * args.duration)))
     pool = demo.rows(total, seed=args.seed)
     sent = 0
@@ -242,16 +264,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     while sent < total:
         due = min(total, int((time.monotonic() - started) * args.rate) + 1)
         if due > sent:
-            batch = pool[sent:due]
-            try:
-                response = requests.post(f"{url}/api/{args.model}/samples", json={"samples": batch},
-                                         headers=headers, timeout=10)
-            except requests.RequestException as exc:
-                raise CommandError(f"could not reach {url}: {exc}") from None
-            if response.status_code != 201:
-                raise CommandError(f"server answered {response.status_code}: {response.text[:200]}")
+            body = remote(lambda: client.add_samples(args.model, pool[sent:due]))  # noqa: B023 (called at once)
             sent = due
-            body = response.json()
             print(f"sent {sent}/{total}  total_samples={body['total_samples']}  "
                   f"since_last_training={body['samples_since_last_training']}", flush=True)
         time.sleep(min(0.5, max(0.01, 1 / args.rate)))
@@ -285,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="worker processes (gunicorn)")
     serve.add_argument("--threads", type=int, default=8, help="request threads per worker")
+    serve.add_argument("--streams", type=int, default=32,
+                       help="open event streams (/api/events) per worker, each on a thread beside --threads")
     serve.add_argument("--access-log", metavar="PATH",
                        help="append one JSON line per request to PATH ('-': the console); default: no request log")
     serve.set_defaults(func=cmd_serve)
@@ -299,12 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="training status as JSON")
     status.add_argument("model", nargs="?")
+    status.add_argument("--url", help="ask this running server (e.g. http://127.0.0.1:5001) instead of the files")
     status.set_defaults(func=cmd_status)
 
     history = commands.add_parser("history", help="the model's training history (JSON lines)")
     history.add_argument("model")
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    history.add_argument("--url", help="ask this running server (its event stream with --follow) instead of the files")
     history.set_defaults(func=cmd_history)
 
     versions = commands.add_parser("versions", help="the model's versions, newest first")
@@ -330,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", help="server address (default: the config's host and port)")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.set_defaults(func=cmd_simulate)
+
+    cli_remote.add_parsers(commands)
 
     demo_data = commands.add_parser("demo-data", help="write the PARIMA demo CSV")
     demo_data.add_argument("model", nargs="?")

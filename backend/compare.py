@@ -26,8 +26,8 @@ def compare(rt: ModelRuntime, versions: list[str], evaluate_on: str) -> dict[str
     scores: dict[str, Any] = {}
     for record in records:
         try:
-            _, pipeline = rt.slot.load(record["version"])
-            scores[record["version"]] = evaluation.evaluate(pipeline, X_test, y_test, data.task)
+            _, loaded = rt.slot.load(record["version"])
+            scores[record["version"]] = evaluation.evaluate(loaded.pipeline, X_test, y_test, data.task)
         except (ArtifactError, ValueError, KeyError, TypeError) as exc:
             scores[record["version"]] = {"error": str(exc)}
     ranked = [v for v, s in scores.items() if s.get(metric) is not None]

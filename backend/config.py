@@ -24,6 +24,7 @@ from .options import OptionsSchema, TrainingOptions
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 RESERVED_NAMES = frozenset({"models", "datasets", "notifications"})
 TASKS = ("classification", "regression")
+SERVING_RUNTIMES = ("auto", "sklearn", "onnx")
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,35 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The global ``serving`` block: which runtime answers predictions (CONTRACT §11)."""
+
+    runtime: str = "auto"  # "auto": ONNX Runtime when the converted model agrees, else scikit-learn
+    onnx_threads: int = 1  # ONNX Runtime's intra-op threads per prediction (requests already run in parallel)
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """``notifications.email``: where notifications of ``levels`` are mailed (mailer.py)."""
+
+    host: str
+    sender: str
+    to: tuple[str, ...]
+    port: int = 25
+    levels: tuple[str, ...] = ("warning", "error")
+    starttls: bool = False
+    username_env: str | None = None  # environment variables holding the SMTP login, read once at start
+    password_env: str | None = None
+    timeout_seconds: float = 5.0  # per attempt; at most 6 so that 4 attempts fit in 30 s (CONTRACT §10)
+
+
+@dataclass(frozen=True)
 class NotificationsConfig:
     webhook_url: str | None = None
     webhook_timeout_seconds: float = 5.0
     webhook_attempts: int = 4
     keep: int = 1000
+    email: EmailConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,29 @@ class DriftConfig:
     feature_threshold: float = 0.2
 
 
+PROMOTION_MODES = ("auto", "manual", "shadow", "canary")
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """A model's ``promotion`` block: how a candidate that passed the gate reaches traffic (CONTRACT §9)."""
+
+    mode: str = "auto"
+    min_labels: int = 200  # labels per arm (or shadow pair) before a rollout decision
+    canary_fraction: float = 0.1
+    max_hours: float = 24.0  # a shadow or canary still short of labels after this warns
+    watch_labels: int = 200  # labels the post-promotion watch compares
+    watch_max_drop: float = 0.05
+
+
+@dataclass(frozen=True)
+class PredictionLogConfig:
+    """The global ``predictionLog`` block: how long and how much of the served predictions are kept for feedback."""
+
+    keep_hours: float = 168.0
+    max_megabytes: int = 1024
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -87,6 +135,7 @@ class ModelConfig:
     training: TrainingConfig
     task: str | None = None
     features: tuple[str, ...] | None = None
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 @dataclass(frozen=True)
@@ -97,6 +146,8 @@ class Config:
     storage: StorageConfig
     notifications: NotificationsConfig
     models: dict[str, ModelConfig]
+    prediction_log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
@@ -123,6 +174,31 @@ class _StorageSchema(_Strict):
     models_dir = fields.String(data_key="modelsDir", load_default="./ml_models")
 
 
+class _ServingSchema(_Strict):
+    runtime = fields.String(load_default="auto", validate=validate.OneOf(SERVING_RUNTIMES))
+    onnx_threads = fields.Integer(data_key="onnxThreads", load_default=1, strict=True, validate=validate.Range(1, 64))
+
+
+_ADDRESS = validate.Regexp(r"^[^@\s]+@[^@\s]+$", error="not an e-mail address")
+
+
+class _EmailSchema(_Strict):
+    host = fields.String(required=True, validate=validate.Length(min=1))
+    port = fields.Integer(load_default=25, strict=True, validate=validate.Range(1, 65535))
+    sender = fields.String(data_key="from", required=True, validate=_ADDRESS)
+    to = fields.List(fields.String(validate=_ADDRESS), required=True, validate=validate.Length(min=1))
+    levels = fields.List(fields.String(validate=validate.OneOf(("success", "warning", "error"))),
+                         load_default=["warning", "error"], validate=validate.Length(min=1))
+    starttls = fields.Boolean(load_default=False)
+    username_env = fields.String(data_key="usernameEnv", load_default=None, allow_none=True)
+    password_env = fields.String(data_key="passwordEnv", load_default=None, allow_none=True)
+    timeout_seconds = fields.Float(data_key="timeoutSeconds", load_default=5.0, validate=validate.Range(min=0.1, max=6))
+
+    @post_load
+    def _freeze(self, data: dict, **_: Any) -> EmailConfig:
+        return EmailConfig(**{**data, "to": tuple(data["to"]), "levels": tuple(data["levels"])})
+
+
 class _NotificationsSchema(_Strict):
     webhook_url = fields.Url(data_key="webhookUrl", load_default=None, allow_none=True, require_tld=False,
                              schemes={"http", "https"})
@@ -131,6 +207,7 @@ class _NotificationsSchema(_Strict):
     webhook_attempts = fields.Integer(data_key="webhookAttempts", load_default=4, strict=True,
                                       validate=validate.Range(min=1, max=10))
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
+    email = fields.Nested(_EmailSchema, load_default=None, allow_none=True)
 
 
 class _ComputeSchema(_Strict):
@@ -157,6 +234,25 @@ class _DriftSchema(_Strict):
     metric_drop = fields.Float(data_key="metricDrop", load_default=0.05, validate=validate.Range(min=0, max=1))
     feature_threshold = fields.Float(data_key="featureThreshold", load_default=0.2,
                                      validate=validate.Range(min=0, min_inclusive=False))
+
+
+class _PromotionSchema(_Strict):
+    """``models.<m>.promotion`` (CONTRACT §9)."""
+
+    mode = fields.String(load_default="auto", validate=validate.OneOf(PROMOTION_MODES))
+    min_labels = fields.Integer(data_key="minLabels", load_default=200, strict=True, validate=validate.Range(min=10))
+    canary_fraction = fields.Float(data_key="canaryFraction", load_default=0.1,
+                                   validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False))
+    max_hours = fields.Float(data_key="maxHours", load_default=24.0, validate=validate.Range(min=0, min_inclusive=False))
+    watch_labels = fields.Integer(data_key="watchLabels", load_default=200, strict=True, validate=validate.Range(min=10))
+    watch_max_drop = fields.Float(data_key="watchMaxDrop", load_default=0.05, validate=validate.Range(min=0))
+
+
+class _PredictionLogSchema(_Strict):
+    keep_hours = fields.Float(data_key="keepHours", load_default=168.0,
+                              validate=validate.Range(min=0, max=24 * 366, min_inclusive=False))
+    max_megabytes = fields.Integer(data_key="maxMegabytes", load_default=1024, strict=True,
+                                   validate=validate.Range(min=1))
 
 
 class _TrainingSchema(OptionsSchema):
@@ -191,6 +287,7 @@ class _ModelSchema(_Strict):
     target = fields.String(required=True, validate=validate.Length(min=1))
     features = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None, allow_none=True)
     training = fields.Nested(_TrainingSchema, load_default=_defaults(_TrainingSchema))
+    promotion = fields.Nested(_PromotionSchema, load_default=_defaults(_PromotionSchema))
 
     @validates_schema
     def _check(self, data: dict, **_: Any) -> None:
@@ -212,7 +309,10 @@ class _ConfigSchema(_Strict):
     server = fields.Nested(_ServerSchema, load_default=_defaults(_ServerSchema))
     security = fields.Nested(_SecuritySchema, load_default=_defaults(_SecuritySchema))
     storage = fields.Nested(_StorageSchema, load_default=_defaults(_StorageSchema))
+    serving = fields.Nested(_ServingSchema, load_default=_defaults(_ServingSchema))
     notifications = fields.Nested(_NotificationsSchema, load_default=_defaults(_NotificationsSchema))
+    prediction_log = fields.Nested(_PredictionLogSchema, data_key="predictionLog",
+                                   load_default=_defaults(_PredictionLogSchema))
     compute = fields.Nested(_ComputeSchema, load_default=_defaults(_ComputeSchema))
     models = fields.Dict(keys=fields.String(), values=fields.Nested(_ModelSchema), required=True)
 
@@ -299,6 +399,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
             features=tuple(spec["features"]) if spec["features"] is not None else None,
             training=TrainingConfig(log_file=resolve(log_file), training_log_file=resolve(history_file), options=chosen,
                                     **schedule),
+            promotion=PromotionConfig(**spec["promotion"]),
         )
     return Config(
         path=config_file.resolve(),
@@ -307,5 +408,7 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         storage=storage,
         notifications=NotificationsConfig(**data["notifications"]),
         models=models,
+        prediction_log=PredictionLogConfig(**data["prediction_log"]),
+        serving=ServingConfig(**data["serving"]),
         compute=compute,
     )

@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from .fits import Rows
+if TYPE_CHECKING:  # config.py imports this module: it stays free of pandas and scikit-learn
+    from .fits import Rows
 
 EXECUTORS = ("local", "dask")
 PACKAGE = "dask[distributed]"  # what `executor: "dask"` needs installed (requirements-optional.txt)

@@ -14,9 +14,12 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .files import end_torn_line, locked, parse_line
+
+if TYPE_CHECKING:
+    from .events import EventJournal
 
 EVENT_TYPES = (
     "TRAINING_STARTED",
@@ -30,6 +33,9 @@ EVENT_TYPES = (
     "MODEL_LOAD_FAILED",
     "MODEL_PRUNED",
     "DRIFT_DETECTED",
+    "MODEL_STAGED",
+    "EXPERIMENT_STARTED",
+    "EXPERIMENT_CONCLUDED",
 )
 
 _BLOCK = 64 * 1024
@@ -46,8 +52,9 @@ def utc_now() -> str:
 class HistoryLog:
     """Append and read events of one JSON-lines file (several models may share it)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, journal: EventJournal | None = None):
         self.path = path
+        self.journal = journal  # the console's event stream (events.py), told of every event
         self._lock = threading.Lock()
 
     def append(self, event_type: str, model: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -65,6 +72,8 @@ class HistoryLog:
         with locked(self.path, thread_lock=self._lock, append=True) as fd:
             end_torn_line(fd)
             os.write(fd, line)
+        if self.journal is not None:
+            self.journal.append("history", model, event)
         # a skipped tick says nothing new on the console; it stays in the history log
         level = logging.DEBUG if event_type == "TRAINING_SKIPPED" else logging.INFO
         if events_log.isEnabledFor(level):

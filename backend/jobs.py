@@ -22,11 +22,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import Conflict, NotFound
 from .files import atomic_write
 from .history import utc_now
+
+if TYPE_CHECKING:
+    from .events import EventJournal
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +124,10 @@ class Job:
 class JobRunner:
     """Run one model's jobs in background threads, one at a time across processes, and keep their records."""
 
-    def __init__(self, model: str, run: Callable[[Job], None], folder: Path, keep: int = 200):
+    def __init__(self, model: str, run: Callable[[Job], None], folder: Path, keep: int = 200,
+                 journal: EventJournal | None = None):
         self.model = model
+        self._journal = journal  # the console's event stream: one entry per record written
         self._run = run
         self._folder = folder / "jobs"
         self._lock_path = folder / ".training.lock"
@@ -224,10 +229,13 @@ class JobRunner:
         if not final and now - self._saved_at.get(job.job_id, 0.0) < SAVE_EVERY:
             return
         self._saved_at[job.job_id] = now
+        record = job.to_dict()
         try:
-            atomic_write(self._folder / f"{job.job_id}.json", json.dumps(job.to_dict(), default=str).encode("utf-8"))
+            atomic_write(self._folder / f"{job.job_id}.json", json.dumps(record, default=str).encode("utf-8"))
         except OSError as exc:  # a full or read-only disk must not break the job itself
             log.warning("job %s of %s not saved: %s", job.job_id, self.model, exc)
+        if self._journal is not None:
+            self._journal.append("job", self.model, record)
         if final and job.status in TERMINAL:
             self._saved_at.pop(job.job_id, None)
 
@@ -294,6 +302,8 @@ class JobRunner:
                 record.update(status="failed", stage="failed", finished_at=utc_now(),
                               error={"reason": "interrupted", "message": "the process running this job stopped"})
                 atomic_write(self._folder / f"{record['job_id']}.json", json.dumps(record, default=str).encode("utf-8"))
+                if self._journal is not None:
+                    self._journal.append("job", self.model, record)
                 (self._folder / f"{record['job_id']}.cancel").unlink(missing_ok=True)
                 on_interrupted(record)
                 found.append(record["job_id"])

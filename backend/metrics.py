@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests, trainings, samples, served versions.
+"""Prometheus metrics: requests, trainings, samples, predicted rows per runtime, served versions.
 
 With several gunicorn workers the master sets ``PROMETHEUS_MULTIPROC_DIR``
 before any worker exists, and each worker writes its values there; a scrape
@@ -35,6 +35,8 @@ class Metrics:
                                  registry=registry)
         self.samples = Counter("refit_samples_ingested_total", "Samples accepted by POST /samples", ["model"],
                                registry=registry)
+        self.predictions = Counter("refit_predictions_total", "Rows predicted, by the runtime that answered them",
+                                   ["model", "runtime"], registry=registry)
         gauge: dict[str, Any] = {"multiprocess_mode": "liveall"} if self.multiprocess else {}
         self.served_version = Gauge("refit_served_version", "Version number each worker serves (0 = none)",
                                     ["model"], registry=registry, **gauge)

@@ -92,6 +92,19 @@ class Live:
     psi: dict[str, float]
 
 
+@dataclass(frozen=True)
+class WatchView:
+    """What the post-promotion watch compares: a version's first live labels, and its predecessor's last ones."""
+
+    version: str
+    metric: str
+    n: int
+    score: float | None
+    previous_version: str | None
+    previous_n: int
+    previous_score: float | None
+
+
 class Monitor:
     """Score one model's new labelled rows with the served version and open and close its drift episodes."""
 
@@ -134,6 +147,19 @@ class Monitor:
             windows=list(state.get("windows", [])), detected=bool(episode.get("open")), kind=episode.get("kind"),
             since=episode.get("since"), psi=dict(stream.get("psi") or {}),
         )
+
+    def watch_view(self, version: str) -> WatchView | None:
+        """The watch's figures for ``version`` while it is the scored stream; None otherwise."""
+        state = self._load()
+        stream = state.get("stream") or {}
+        if stream.get("version") != version:
+            return None
+        previous = state.get("previous") or {}
+        metric, task, classes = stream["metric"], stream["task"], stream["classes"]
+        first, last = stream.get("first", []), previous.get("last", [])
+        return WatchView(version=version, metric=metric, n=len(first), score=score(metric, task, first, classes),
+                         previous_version=previous.get("version"), previous_n=len(last),
+                         previous_score=score(metric, task, last, classes))
 
     def gauges(self) -> tuple[str, str | None, float | None, bool]:
         """(model, version, live score, drift detected) for ``/metrics``, read at scrape time by whichever worker answers."""
@@ -178,12 +204,16 @@ class Monitor:
 
     def _new_stream(self, state: dict[str, Any], served: ServedModel, start: int) -> None:
         """Start ``served``'s stream at row ``start``; an episode of the previous version ends here."""
+        old = state.get("stream")
+        if old is not None and old.get("version") != served.version:  # the watch compares against its last labels
+            state["previous"] = {"version": old["version"], "last": old.get("last", [])}
         record = self.registry.version(served.version)
         metric = record.get("metric") or self.config.training.options.metric or DEFAULT_METRIC[served.task]
         recorded = (record.get("metrics") or {}).get(metric)
         state["stream"] = {"version": served.version, "start": start, "metric": metric, "task": served.task,
                            "classes": list(served.classes) if served.classes is not None else None,
                            "recorded_score": recorded, "n_labels": 0, "n_rows": 0, "recent": [], "recent_rows": {},
+                           "first": [], "last": [],
                            "score": None, "drop": None, "psi": {}}
         state.pop("reference", None)
         episode = state.get("drift") or {}
@@ -235,14 +265,20 @@ class Monitor:
         labels = [self._label(v, served) for v in frame.loc[labelled, target]]
         ends = [int(i) + 1 for i in frame.index[labelled.to_numpy()]]
         keep_proba = stream["metric"] in evaluation.PROBA_METRICS and probabilities is not None
+        watch = self.config.promotion.watch_labels
+        first, last = stream.setdefault("first", []), stream.get("last", [])
         for i, (label, predicted) in enumerate(zip(labels, predictions)):
-            stream["recent"] = (stream["recent"] + [[label, predicted,
-                                                     list(probabilities[i].values()) if keep_proba else None]])[-minimum:]
+            outcome = [label, predicted, list(probabilities[i].values()) if keep_proba else None]
+            stream["recent"] = (stream["recent"] + [outcome])[-minimum:]
+            if len(first) < watch:
+                first.append(outcome)
+            last.append(outcome)
             stream["n_labels"] += 1
             if stream["n_labels"] % minimum == 0:
                 window = {"end": ends[i], "n": minimum, "version": stream["version"],
                           "score": score(stream["metric"], served.task, stream["recent"], stream["classes"])}
                 state["windows"] = (state.get("windows", []) + [window])[-KEEP_WINDOWS:]
+        stream["last"] = last[-watch:]
         stream["score"] = score(stream["metric"], served.task, stream["recent"], stream["classes"])
         recorded = stream["recorded_score"]
         stream["drop"] = (None if stream["score"] is None or recorded is None

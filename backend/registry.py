@@ -268,17 +268,19 @@ class Registry:
         """
         with self._locked():
             state, migrated = self._state_for_write()
-            protected = {state["active"], *state["activation_stack"][-1:]}
+            protected = {state["active"], *state["activation_stack"][-1:],
+                         *(v for v, e in state["versions"].items() if e["status"] == "staged")}
             with_artifacts = sorted((e for e in state["versions"].values() if e["status"] != "pruned"),
                                     key=lambda e: int(e["version"][1:]), reverse=True)
             pruned = []
             for entry in with_artifacts[keep:]:
                 if entry["version"] in protected:
                     continue
-                try:
-                    self.artifact_path(entry["version"]).unlink()
-                except FileNotFoundError:
-                    pass
+                for artifact in (self.artifact_path(entry["version"]), self.folder / entry["version"] / "model.onnx"):
+                    try:
+                        artifact.unlink()
+                    except FileNotFoundError:  # model.onnx exists only for converted versions
+                        pass
                 entry["status_before_pruning"] = entry["status"]
                 entry["status"] = "pruned"
                 pruned.append(entry["version"])

@@ -61,7 +61,8 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
         task=rt.config.task, options=settings, staging_dir=str(staging),
         active_path=active_record["model_path"] if active_record else None,
         active_sha256=active_record["sha256"] if active_record else None,
-        active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None, compute=rt.compute,
+        active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None,
+        serving_runtime=rt.serving.runtime, compute=rt.compute,
     )
     started = {"logged": False}
 
@@ -133,6 +134,8 @@ def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, t
     job.advance(90, "deciding")
     decision = candidate.decision  # the gate ran in the child, which had to know whether to refit
     record = _record(job, candidate, decision, active_record)
+    mode = rt.config.promotion.mode
+    staged = decision.promoted and active_record is not None and mode != "auto"  # a first version serves at once
     _in_time(seconds_left)
     if decision.promoted:
         job.advance(92, "verifying")
@@ -147,18 +150,25 @@ def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, t
             raise TrainingFailed("load_check", exc.message, {"version": version["version"]}) from None
         _in_time(seconds_left)  # the last moment a late job can still be stopped: nothing is committed yet
         job.advance(96, "registering")
-        version = rt.slot.promote(staging, record, pipeline, trained_rows)
+        if staged:  # CONTRACT §9: it waits for a person, a shadow verdict or a canary; the active version serves on
+            version = rt.registry.add_version(staging, {**record, "status": "staged"}, activate=False,
+                                              trained_rows=trained_rows)
+        else:
+            version = rt.slot.promote(staging, record, pipeline, trained_rows)
     else:
         job.advance(96, "registering")
         version = rt.registry.add_version(staging, record, activate=False, trained_rows=trained_rows)
     metric, metrics = candidate.metric, candidate.metrics
-    result = {"version": version["version"], "promoted": decision.promoted, "metrics": metrics, "reason": decision.reason}
+    promoted = decision.promoted and not staged
+    result = {"version": version["version"], "promoted": promoted, "metrics": metrics, "reason": decision.reason}
+    if staged:
+        result["staged"] = True
     job.finish("completed", result=result)  # from here on the job has its outcome: what follows only reports it
     headline = "accuracy" if candidate.task == "classification" else "r2"
     rt.record("TRAINING_COMPLETED", "Model training completed successfully", {
         headline: metrics.get(headline), metric: metrics.get(metric), "metric": metric,
         "n_samples": candidate.n_samples, "n_test_samples": candidate.n_test_samples,
-        "model_path": version["model_path"], "version": version["version"], "promoted": decision.promoted,
+        "model_path": version["model_path"], "version": version["version"], "promoted": promoted, "staged": staged,
         "job_id": job.job_id, "training_seconds": candidate.training_seconds,
         "training_window": candidate.training_window, "refit": candidate.refit, "candidates": candidate.window_scores,
         "active_score": candidate.active_score, "baseline_score": candidate.baseline_score,
@@ -169,8 +179,12 @@ def _conclude(rt: ModelRuntime, job: Job, candidate: Candidate, staging: Path, t
               "min_improvement": options.min_improvement, "reason": decision.reason, "version": version["version"]}
     if candidate.active_score_error:
         scores["active_score_error"] = candidate.active_score_error
-    if decision.promoted:
+    if staged:
+        rt.rollout.stage(version["version"], active_record["version"])
+    elif decision.promoted:
         rt.record("MODEL_PROMOTED", f"Version {version['version']} promoted and now serving", scores)
+        if active_record is not None:  # mode auto: its first live labels decide whether it stays
+            rt.rollout.watch(version["version"], active_record["version"])
     else:
         rt.record("MODEL_REJECTED", f"Version {version['version']} rejected; the active model stays", scores)
     try:

@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from . import quality, triggers
-from .config import ModelConfig, StorageConfig
+from .config import ModelConfig, PredictionLogConfig, ServingConfig, StorageConfig
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
+from .events import EventJournal
 from .executor import ComputeConfig
 from .history import HistoryLog
 from .jobs import Job, JobRunner
@@ -20,7 +22,10 @@ from .metrics import Metrics
 from .monitoring import Monitor
 from .notifications import Notifier
 from .options import TrainingRequest, check as check_options, merge as merge_options
+from .predictionlog import PredictionLog
 from .registry import Registry
+from .rollout import Rollout
+from .shadow import ShadowPredictor
 from .samples import SampleStore
 from .slot import ServingSlot
 from .training import read_samples
@@ -36,7 +41,9 @@ class ModelRuntime:
 
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
-                 clock: Callable[[], float] = time.monotonic, compute: ComputeConfig | None = None):
+                 clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None,
+                 serving: ServingConfig | None = None, journal: EventJournal | None = None,
+                 compute: ComputeConfig | None = None):
         self.config = config
         self.compute = compute or ComputeConfig()  # where its trainings run their fits (the global ``compute`` block)
         self.name = config.name
@@ -48,11 +55,20 @@ class ModelRuntime:
         self.store = SampleStore(config.training.log_file, self._new_file_columns())
         self.metrics = metrics
         self.clock = clock  # a job's time budget is measured on it
-        self.slot = ServingSlot(config.name, self.registry, self.record, metrics)
+        self.serving = serving or ServingConfig()  # which runtime answers predictions (CONTRACT §11)
+        self.slot = ServingSlot(config.name, self.registry, self.record, metrics, self.serving)
         self._run_job = run_job
-        self.runner = JobRunner(config.name, self._run, self.registry.folder)
+        self.runner = JobRunner(config.name, self._run, self.registry.folder, journal=journal)
         self.age_trigger = triggers.AgeTrigger()  # tick's maxModelAgeHours check (remembers its one skip)
         self.monitor = Monitor(config, self.store, self.registry, lambda: self.slot.served, self.record, metrics)
+        kept = prediction_log or PredictionLogConfig()
+        self.predictions = PredictionLog(self.registry.folder / "predictions", kept.keep_hours, kept.max_megabytes)
+        self.shadow = ShadowPredictor(PredictionLog(self.registry.folder / "predictions" / "shadow", kept.keep_hours,
+                                                    kept.max_megabytes))
+        self.feedback_lock = threading.Lock()
+        self.rollout = Rollout(config, self.registry, self.slot, self.monitor, self.record,
+                               lambda level, version, kind, message, details:
+                               notifier.notify(level, config.name, version, kind, message, details))
 
     def _new_file_columns(self) -> list[str]:
         features = list(self.config.features or ())
@@ -66,7 +82,8 @@ class ModelRuntime:
     def record(self, event_type: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write a history event and raise the notification it calls for."""
         event = self.history.append(event_type, self.name, message, details)
-        self.notifier.from_event(event)
+        served = self.slot.served
+        self.notifier.from_event(event, served.version if served else None)
         return event
 
     def _run(self, job: Job) -> None:
@@ -75,7 +92,9 @@ class ModelRuntime:
         finally:
             if self.metrics is not None:
                 status, result, _ = job.recorded()
-                outcome = status if status != "completed" else ("promoted" if (result or {}).get("promoted") else "rejected")
+                result = result or {}
+                outcome = status if status != "completed" else (
+                    "promoted" if result.get("promoted") else "staged" if result.get("staged") else "rejected")
                 self.metrics.trainings.labels(model=self.name, outcome=outcome).inc()
 
     def recover(self) -> list[str]:
@@ -167,7 +186,7 @@ class ModelRuntime:
 
         ``now`` (UTC, default the real time) is the clock of the time triggers, so tests pass their own.
         """
-        self._score_live()  # rows outside writers appended are scored before any training can use them
+        self.rollout_tick()  # rows outside writers appended are scored before any training can use them
         if self.runner.running_anywhere() is not None:
             log.info("model %s: tick skipped, a training is running", self.name)
             return None
@@ -200,17 +219,29 @@ class ModelRuntime:
         """The ``schedule`` cron job's run at ``now``: train on any new row (trigger 'schedule'), else TRAINING_SKIPPED."""
         return triggers.scheduled_check(self, now)
 
-    def add_samples(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def add_samples(self, rows: list[dict[str, Any]], *, score_live: bool = True) -> dict[str, Any]:
         """Append validated rows durably; return the counts ``POST /samples`` answers with."""
         total = self.store.append(rows)
         if self.metrics is not None:
             self.metrics.samples.labels(model=self.name).inc(len(rows))
-        self._score_live()
+        if score_live:
+            self.score_live()
         return {"accepted": len(rows), "total_samples": total, "samples_since_last_training": self.new_since_training(total)}
 
-    def _score_live(self) -> None:
-        """Score new rows with the served version (test-then-train); a failure is logged, never lost samples."""
+    def score_live(self) -> None:
+        """Score new rows with the served version (test-then-train), then the watch; a failure is logged, never lost samples."""
         try:
             self.monitor.update()
+            self.rollout.check_watch()
         except Exception:  # the rows are stored already: a 500 would only make the client send them twice
             log.exception("model %s: live scoring failed", self.name)
+
+    def rollout_tick(self) -> None:
+        """Score new rows, take the rollout decisions due without new labels, apply the prediction log's retention."""
+        self.score_live()
+        try:
+            self.rollout.decide()
+            self.predictions.prune()
+            self.shadow.predictions.prune()
+        except Exception:  # a rollout problem must not stop training checks
+            log.exception("model %s: rollout check failed", self.name)

@@ -34,6 +34,7 @@ from .files import atomic_write
 from .runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
+ROLLOUT_SECONDS = 60  # how often the leader takes rollout decisions that no label brought (CONTRACT §9)
 
 def job_id(model: str) -> str:
     """The id of a model's interval job."""
@@ -60,8 +61,8 @@ class TrainingScheduler:
         self._leader_fd: int | None = None
         self._stop = threading.Event()
         intervals = [rt.config.training.auto_train_interval_hours * 3600 for rt in runtimes.values()
-                     if rt.config.training.auto_train]
-        self._retry_seconds = min(30.0, max(0.5, min(intervals) / 2)) if intervals else None
+                     if rt.config.training.auto_train] + [ROLLOUT_SECONDS]
+        self._retry_seconds = min(30.0, max(0.5, min(intervals) / 2))
 
     @property
     def is_leader(self) -> bool:
@@ -69,8 +70,6 @@ class TrainingScheduler:
 
     def start(self) -> None:
         """Lead if no other process does, else wait to take over."""
-        if self._retry_seconds is None:
-            return
         if self._try_lead():
             self._lead()
         else:
@@ -99,6 +98,9 @@ class TrainingScheduler:
 
     def _lead(self) -> None:
         for rt in self._runtimes.values():
+            # rollout decisions fall due with time too (maxHours, rows outside writers appended), whatever autoTrain says
+            self._scheduler.add_job(rt.rollout_tick, "interval", seconds=ROLLOUT_SECONDS, id=f"rollout:{rt.name}",
+                                    name=f"rollout {rt.name}", replace_existing=True)
             training = rt.config.training
             if training.auto_train:
                 self._scheduler.add_job(

@@ -95,7 +95,22 @@ class NotificationsQuery(_Strict):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=10_000))
 
 
+class ExperimentRequest(_Strict):
+    """``POST /api/<m>/experiments``: the versions to compare and the share of traffic each gets (equal by default)."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    versions = fields.List(fields.String(validate=validate.Length(min=1, max=20)), required=True,
+                           validate=validate.Length(min=2, max=10))
+    split = fields.List(fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False)), load_default=None)
+
+
+class StopExperimentRequest(_Strict):
+    promote = fields.String(load_default=None, allow_none=True)
+
+
 train_request = TrainRequest(partial=True)
+experiment_request = ExperimentRequest()
+stop_experiment_request = StopExperimentRequest()
 data_quality_request = DataQualityRequest()
 activate_request = ActivateRequest()
 rollback_request = RollbackRequest()
@@ -166,7 +181,7 @@ def check_value(value: Any, kind: str | None) -> Any:
     return value
 
 
-def _rows_of(body: Any, single_key: str | None, batch_key: str, max_rows: int) -> tuple[list[Any], bool]:
+def rows_of(body: Any, single_key: str | None, batch_key: str, max_rows: int) -> tuple[list[Any], bool]:
     """The rows of a body holding one row under ``single_key`` or a list under ``batch_key``; True when single."""
     if not isinstance(body, dict):
         raise Invalid("The body must be a JSON object", code="validation_error")
@@ -197,7 +212,7 @@ def parse_predict(body: Any, numeric: tuple[str, ...], categorical: tuple[str, .
     checked a column at a time; anything else takes the cell-by-cell path that
     says exactly what is wrong.
     """
-    rows, single = _rows_of(body, "features", "instances", max_rows)
+    rows, single = rows_of(body, "features", "instances", max_rows)
     features = numeric + categorical
     columns = _columns_at_once(rows, numeric, categorical)
     if columns is None:
@@ -277,14 +292,14 @@ def _checked_rows(rows: list[Any], features: tuple[str, ...], kinds: dict[str, s
                 errors.append({"row": index, "field": name, "error": str(exc)})
         checked.append(clean)
     if errors:
-        raise Invalid(_summary(errors), code="invalid_features", details={"errors": errors[:50]})
+        raise Invalid(describe_errors(errors), code="invalid_features", details={"errors": errors[:50]})
     return checked, ignored
 
 
 def parse_samples(body: Any, features: list[str] | None, target: str, kinds: dict[str, str],
                   target_numeric: bool, max_rows: int) -> list[dict[str, Any]]:
     """Return validated sample rows; any bad row rejects the whole batch with a 422 naming it."""
-    rows, _ = _rows_of(body, None, "samples", max_rows)
+    rows, _ = rows_of(body, None, "samples", max_rows)
     errors: list[dict[str, Any]] = []
     checked: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
@@ -310,11 +325,12 @@ def parse_samples(body: Any, features: list[str] | None, target: str, kinds: dic
                 errors.append({"row": index, "field": name, "error": str(exc)})
         checked.append(clean)
     if errors:
-        raise Invalid(_summary(errors) + "; nothing was stored", code="invalid_samples", details={"errors": errors[:50]})
+        raise Invalid(describe_errors(errors) + "; nothing was stored", code="invalid_samples", details={"errors": errors[:50]})
     return checked
 
 
-def _summary(errors: list[dict[str, Any]]) -> str:
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """One line for a person: the first problem (row and field) and how many more there are."""
     first = errors[0]
     field = first["field"] if isinstance(first["field"], str) or first["field"] is None else ", ".join(first["field"])
     where = f"row {first['row']}" + (f", field '{field}'" if field else "")

@@ -4,7 +4,11 @@ Each gunicorn worker builds its own app after the fork (no preload), so no
 thread or scheduler is ever forked; the workers elect one scheduler leader
 between them (see scheduler.py). SIGTERM is graceful: gunicorn stops
 accepting, lets requests in flight finish, then each worker cancels its
-training job and stops its scheduler before it exits.
+training job and stops its scheduler before it exits. Open event streams
+would count as requests in flight for the whole graceful timeout, so the
+worker ends them first (``handle_exit``). Each worker has ``streams`` request
+threads beside ``threads``, and no more streams than that (``events.StreamGate``),
+so open browser tabs never take the threads predictions need.
 """
 from __future__ import annotations
 
@@ -38,6 +42,13 @@ class JsonErrorWorker(ThreadWorker):
         gunicorn_util.write_error = _write_json_error
         super().init_process()
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: end this worker's event streams at once, then shut down gracefully as gunicorn does."""
+        state = getattr(getattr(self, "wsgi", None), "extensions", {}).get("refit")  # no app yet while booting
+        if state is not None and state.streams is not None:
+            state.streams.stop()
+        super().handle_exit(sig, frame)
+
 
 def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
     body = json.dumps(envelope(snake(reason), message or reason)).encode("utf-8")
@@ -46,17 +57,17 @@ def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None
     gunicorn_util.write_nonblock(sock, head + body)
 
 
-def run(config: Config, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve until SIGTERM or Ctrl-C."""
+def run(config: Config, host: str, port: int, workers: int, threads: int, streams: int = 32) -> None:
+    """Serve until SIGTERM or Ctrl-C, with ``threads`` request threads and ``streams`` event-stream threads per worker."""
     if sys.platform.startswith(("linux", "darwin")):
-        _gunicorn(config, host, port, workers, threads)
+        _gunicorn(config, host, port, workers, threads, streams)
     else:
         if workers > 1:
             log.warning("several workers need gunicorn (Linux, macOS); serving with one waitress process")
-        _waitress(config, host, port, threads)
+        _waitress(config, host, port, threads, streams)
 
 
-def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) -> None:
+def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int, streams: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from . import create_app, shutdown
@@ -72,7 +83,7 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
                 "bind": f"{host}:{port}",
                 "workers": workers,
                 "worker_class": "backend.server.JsonErrorWorker",
-                "threads": threads,
+                "threads": threads + streams,  # the stream threads are never taken from requests (StreamGate)
                 "preload_app": False,  # every worker builds its app (and its threads) after the fork
                 "graceful_timeout": GRACEFUL_SECONDS,
                 "timeout": 120,
@@ -80,7 +91,8 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
                 "proc_name": "refit",
                 # no shared $HOME/.gunicorn/gunicorn.ctl: several servers on one machine must not share a control socket
                 "control_socket_disable": True,
-                "worker_exit": lambda server, worker: shutdown(worker.wsgi) if isinstance(worker.wsgi, Flask) else None,
+                "worker_exit": lambda server, worker: (shutdown(worker.wsgi) if isinstance(getattr(worker, "wsgi", None), Flask)
+                                                       else None),  # a worker stopped while booting has no app
                 "child_exit": lambda server, worker: worker_exited(worker.pid),
                 "on_exit": lambda server: shutil.rmtree(metrics_dir, ignore_errors=True),
             }
@@ -88,18 +100,18 @@ def _gunicorn(config: Config, host: str, port: int, workers: int, threads: int) 
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app(config, start_scheduler=True)
+            return create_app(config, start_scheduler=True, streams=streams)
 
     Refit().run()
 
 
-def _waitress(config: Config, host: str, port: int, threads: int) -> None:
+def _waitress(config: Config, host: str, port: int, threads: int, streams: int) -> None:
     import waitress
 
     from . import create_app, shutdown
 
-    app = create_app(config, start_scheduler=True)
+    app = create_app(config, start_scheduler=True, streams=streams)
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="refit")
+        waitress.serve(app, host=host, port=port, threads=threads + streams, ident="refit")
     finally:
         shutdown(app)

@@ -3,6 +3,12 @@
 A runtime's ``served`` attribute holds one ``ServedModel`` and is replaced
 whole on a promotion. A request reads it once into a local, so a batch is
 answered by one version even if a swap happens half-way.
+
+Every predict route (Refit's own, MLflow's protocol, the Open Inference
+Protocol) calls ``predict_answers`` (or ``predict_columns``, its JSON-ready
+form), which asks the version's ``predictor``: scikit-learn itself
+(``SklearnPredictor``) or ONNX Runtime on the converted model
+(``onnx_serving.OnnxPredictor``), and counts the rows per runtime.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import joblib
 import numpy as np
@@ -27,6 +33,31 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Answers:
+    """A prediction of n rows: the labels (or values), and for classifiers the [n, n_classes] probabilities."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None  # float64, columns in the order of the model's classes
+
+
+class Predictor(Protocol):
+    """What answers for a version: scikit-learn or ONNX Runtime; ``runtime`` names it."""
+
+    runtime: str
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Answers: ...
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A verified version's pipeline and the predictor chosen to answer for it."""
+
+    pipeline: Pipeline
+    predictor: Predictor
+    reason: str | None = None  # why scikit-learn answers for it, when it does
+
+
+@dataclass(frozen=True)
 class ServedModel:
     version: str
     pipeline: Pipeline
@@ -35,10 +66,31 @@ class ServedModel:
     categorical: tuple[str, ...]
     classes: tuple[Any, ...] | None
     model_path: str
+    predictor: Predictor
+    class_keys: tuple[str, ...] | None = None  # the classes as probability keys ("0", "yes")
+    counter: Callable[[int], Any] | None = None  # counts predicted rows (refit_predictions_total)
 
     @property
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
+
+    @property
+    def runtime(self) -> str:
+        return self.predictor.runtime
+
+
+class SklearnPredictor:
+    """scikit-learn answers: the fitted pipeline on the frame it was fitted on."""
+
+    runtime = "sklearn"
+
+    def __init__(self, pipeline: Pipeline, features: tuple[str, ...], task: str):
+        self.pipeline = pipeline
+        self.features = features
+        self.task = task
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Answers:
+        return answers_of(self.pipeline, frame_of(columns, self.features), self.task)
 
 
 def load_artifact(path: Path, sha256: str) -> Pipeline:
@@ -55,17 +107,22 @@ def load_artifact(path: Path, sha256: str) -> Pipeline:
         raise ArtifactError(f"artifact {path} failed to load: {exc}") from exc
 
 
-def served_from_record(record: dict[str, Any], pipeline: Pipeline) -> ServedModel:
-    """Build the served record for a version from its metadata and loaded pipeline."""
+def served_from_record(record: dict[str, Any], pipeline: Pipeline, predictor: Predictor | None = None,
+                       counter: Callable[[int], Any] | None = None) -> ServedModel:
+    """Build the served record for a version from its metadata, loaded pipeline and predictor (scikit-learn by default)."""
     classes = record.get("classes")
+    numeric, categorical = tuple(record["numeric_features"]), tuple(record["categorical_features"])
     return ServedModel(
         version=record["version"],
         pipeline=pipeline,
         task=record["task"],
-        numeric=tuple(record["numeric_features"]),
-        categorical=tuple(record["categorical_features"]),
+        numeric=numeric,
+        categorical=categorical,
         classes=tuple(classes) if classes is not None else None,
         model_path=record["model_path"],
+        predictor=predictor or SklearnPredictor(pipeline, numeric + categorical, record["task"]),
+        class_keys=tuple(str(c) for c in classes) if classes is not None else None,
+        counter=counter,
     )
 
 
@@ -104,18 +161,32 @@ def rows_to_frame(rows: list[dict[str, Any]], numeric: tuple[str, ...], categori
     return frame_of(columns_of(rows, numeric, categorical), numeric + categorical)
 
 
-def predict_frame(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> tuple[list[Any], list[dict[str, float]] | None]:
-    """Predict a prepared frame; a classifier runs once and predicts the class of highest probability."""
+def answers_of(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> Answers:
+    """scikit-learn's answers on a prepared frame; a classifier runs once and predicts the class of highest probability."""
     # The frame holds only finite numbers, NaN for missing values (which the pipeline's imputer fills)
     # and text: every value was checked on the way in. Each step re-scanning it for infinities costs
     # ~15% of a one-row prediction, so scikit-learn is told to skip that scan.
     with sklearn.config_context(assume_finite=True):
         if task != "classification" or not hasattr(pipeline, "predict_proba"):
-            return _native_list(pipeline.predict(frame)), None
+            return Answers(np.asarray(pipeline.predict(frame)), None)
         matrix = pipeline.predict_proba(frame)
-    classes = pipeline.classes_
-    labels = [str(to_native(c)) for c in classes]
-    return _native_list(classes[matrix.argmax(axis=1)]), [dict(zip(labels, row)) for row in matrix.tolist()]
+    return Answers(pipeline.classes_[matrix.argmax(axis=1)], matrix)
+
+
+def answer_lists(answers: Answers, class_keys: tuple[str, ...] | list[str] | None
+                 ) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """JSON-ready answers: the labels, and each row's probabilities keyed by class label text."""
+    labels = _native_list(answers.labels)
+    if answers.probabilities is None or class_keys is None:
+        return labels, None
+    return labels, [dict(zip(class_keys, row)) for row in answers.probabilities.tolist()]
+
+
+def predict_frame(pipeline: Pipeline, frame: pd.DataFrame, task: str) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Predict a prepared frame with scikit-learn (as ``answers_of``), JSON-ready."""
+    answers = answers_of(pipeline, frame, task)
+    keys = [str(to_native(c)) for c in pipeline.classes_] if answers.probabilities is not None else None
+    return answer_lists(answers, keys)
 
 
 def _native_list(values: np.ndarray) -> list[Any]:
@@ -124,9 +195,17 @@ def _native_list(values: np.ndarray) -> list[Any]:
     return [to_native(v) for v in values]
 
 
+def predict_answers(served: ServedModel, columns: dict[str, np.ndarray]) -> Answers:
+    """Predict checked feature columns with the version's runtime, counting the rows; every predict route calls this."""
+    answers = served.predictor.predict(columns)
+    if served.counter is not None:
+        served.counter(len(answers.labels))
+    return answers
+
+
 def predict_columns(served: ServedModel, columns: dict[str, np.ndarray]) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Predict checked feature columns; return predictions and, for classifiers, probabilities keyed by class label text."""
-    return predict_frame(served.pipeline, frame_of(columns, served.features), served.task)
+    return answer_lists(predict_answers(served, columns), served.class_keys)
 
 
 def predict_rows(served: ServedModel, rows: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, float]] | None]:

@@ -8,6 +8,7 @@ from flask import current_app
 
 from .config import Config
 from .errors import NotFound
+from .events import EventJournal, StreamGate
 from .history import HistoryLog
 from .metrics import Metrics
 from .notifications import Notifier
@@ -27,6 +28,8 @@ class Refit:
     scheduler: TrainingScheduler | None = None
     watcher: RegistryWatcher | None = None
     openapi: dict[str, Any] | None = None
+    journal: EventJournal | None = None  # the console's numbered events (events.py), shared by every process
+    streams: StreamGate | None = None  # this process's open event streams
     executor_health: Callable[[], dict[str, Any]] = lambda: {"kind": "local"}  # /health's "executor" (CONTRACT §12)
 
 

@@ -36,6 +36,8 @@ class ModelStatus:
     next_check_time: str | None
     model_age_hours: float | None  # hours since the active version was created
     drift_detected: bool  # a drift episode is open (monitoring.json)
+    staged_version: str | None = None  # a candidate waiting for promote, its shadow verdict or its canary
+    experiment: str | None = None  # the running experiment's id
 
     def health(self) -> dict[str, Any]:
         """The per-model part of ``GET /health``."""
@@ -43,7 +45,8 @@ class ModelStatus:
                 "last_training_time": self.last_training_time, "training_in_progress": self.training_job is not None,
                 "auto_training_enabled": self.auto_train, "version": self.active_version,
                 "model_age_hours": self.model_age_hours, "samples_since_training": self.samples_since_last_training,
-                "drift_detected": self.drift_detected}
+                "drift_detected": self.drift_detected, "staged_version": self.staged_version,
+                "experiment": self.experiment}
 
     def listing(self) -> dict[str, Any]:
         """One entry of ``GET /api/models``."""
@@ -66,6 +69,8 @@ class ModelStatus:
             "samples_since_last_training": self.samples_since_last_training,
             "model_age_hours": self.model_age_hours,
             "drift_detected": self.drift_detected,
+            "staged_version": self.staged_version,
+            "experiment": self.experiment,
             "next_check_time": self.next_check_time,
             "current_job": self.current_job,
         }
@@ -104,6 +109,8 @@ def of(rt: ModelRuntime, next_check_time: str | None = None) -> ModelStatus:
         next_check_time=next_check_time,
         model_age_hours=None if age is None else round(age, 4),
         drift_detected=rt.monitor.live().detected,
+        staged_version=rt.rollout.staged_version(),
+        experiment=rt.rollout.view().experiment,
     )
 
 

@@ -60,8 +60,9 @@ def _child(spec: TrainingSpec, conn: Any) -> None:
 def _context(cluster: bool) -> multiprocessing.context.BaseContext:
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
-        # a Dask client's package too, when jobs run on a cluster: a second per job (it starts no thread at import)
-        context.set_forkserver_preload(["backend.candidate"] + (["distributed"] if cluster else []))
+        # skl2onnx takes ~1.8 s to import, a Dask client ~1 s (for jobs on a cluster; it starts no thread at
+        # import): once in the forkserver, not in every training
+        context.set_forkserver_preload(["backend.candidate", "skl2onnx"] + (["distributed"] if cluster else []))
         return context
     return multiprocessing.get_context("spawn")
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable
-
-from .slot import ServingSlot
+from typing import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +17,10 @@ WATCH_SECONDS = 0.5
 
 
 class RegistryWatcher:
-    """Poll each slot's registry and follow it; started by ``serve``, stopped at shutdown."""
+    """Run each task (a slot's ``follow``, a rollout's ``flush``) every ``interval``; started by ``serve``."""
 
-    def __init__(self, slots: Iterable[ServingSlot], interval: float = WATCH_SECONDS):
-        self._slots = list(slots)
+    def __init__(self, tasks: Iterable[Callable[[], None]], interval: float = WATCH_SECONDS):
+        self._tasks = list(tasks)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="refit-registry-watch", daemon=True)
@@ -35,8 +33,8 @@ class RegistryWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            for slot in self._slots:
+            for task in self._tasks:
                 try:
-                    slot.follow()
+                    task()
                 except Exception:  # one model's unreadable registry must not stop the others being followed
-                    log.exception("following the registry of %s failed", slot.name)
+                    log.exception("%s failed", getattr(task, "__qualname__", task))

@@ -67,6 +67,15 @@ def trained_client(trained_folder, config_path, tmp_path):
 
 
 @pytest.fixture
+def trained_config(trained_folder, tmp_path):
+    """A config in tmp_path whose model already serves v1 (a copy of ``trained_folder``), for real server processes."""
+    for part in ("data", "ml_models"):
+        shutil.copytree(trained_folder / part, tmp_path / part, dirs_exist_ok=True)
+    shutil.copy2(trained_folder / "config.json", tmp_path / "config.json")
+    return tmp_path / "config.json"
+
+
+@pytest.fixture
 def servers():
     """Start real server processes; every one still running is stopped after the test."""
     started = []

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"completed", "skipped", "failed", "cancelled"}
 
 
-def write_config(folder: Path, **training: Any) -> Path:
+def write_config(folder: Path, promotion: dict[str, Any] | None = None, **training: Any) -> Path:
     """Write a config with one 'parima' model whose files live under ``folder``; return its path."""
     settings = {
         "autoTrain": True,
@@ -43,6 +43,7 @@ def write_config(folder: Path, **training: Any) -> Path:
                 "target": demo.TARGET,
                 "features": demo.FEATURES,
                 "training": settings,
+                **({"promotion": promotion} if promotion is not None else {}),
             }
         },
     }

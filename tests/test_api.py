@@ -56,6 +56,7 @@ def test_fast_and_cell_by_cell_checks_answer_alike(trained_client):
     texty = [dict(r) for r in rows]
     texty[3]["deviceFPS"] = str(texty[3]["deviceFPS"])  # numeric text sends the whole batch cell by cell
     slow = trained_client.post("/api/parima/predict", json={"instances": texty}).json
+    assert plain.pop("prediction_ids") != slow.pop("prediction_ids")  # each request is logged under its own ids
     assert plain == slow and plain["ignored_features"] == ["note"]
 
 

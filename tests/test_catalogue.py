@@ -16,6 +16,7 @@ from backend.schemas import load, train_request
 from backend.serving import predict_frame, rows_to_frame
 from backend.candidate import TrainingSpec, train_candidate
 from tests.helpers import wait_job
+from tests.onnx_checks import assert_served_equally
 
 DATASETS = {
     "breast_cancer": (load_breast_cancer, "classification"),
@@ -35,6 +36,11 @@ def dataset_config(tmp_path: Path, name: str, **training) -> Path:
     config = {"models": {name.replace("_", "-"): {"task": task, "target": "target", "training": settings}}}
     (tmp_path / "config.json").write_text(json.dumps(config))
     return tmp_path / "config.json"
+
+
+def features_of(name: str):
+    """Every row of a toy data set, without its target: what the served model must answer as scikit-learn does."""
+    return DATASETS[name][0](as_frame=True).frame.drop(columns="target").astype(float)
 
 
 def run_in_process(tmp_path: Path, name: str, overrides: dict | None = None, **training) -> dict:
@@ -64,6 +70,9 @@ def test_every_classifier_trains_and_predicts(tmp_path, algorithm):
     assert predict_frame(model, frame, "classification")[0] == result["check_predictions"]
     assert result["evaluation"]["confusion_matrix"]["labels"] == [0, 1]
     assert result["feature_importance"]["method"] in ("native", "permutation")
+    # CONTRACT §11: ONNX Runtime answers as scikit-learn does, or scikit-learn serves and the record says why
+    runtime = assert_served_equally(result, tmp_path / "staging", features_of("breast_cancer"))
+    assert runtime == ("sklearn" if algorithm == "hist_gradient_boosting" else "onnx"), result["serving_runtime_reason"]
 
 
 @pytest.mark.parametrize("algorithm", [a for a in catalogue.algorithms("regression")
@@ -73,6 +82,8 @@ def test_every_regressor_trains_and_predicts(tmp_path, algorithm):
     assert result["algorithm"] == algorithm
     assert result["metrics"]["r2"] > 0.0 and result["metrics"]["rmse"] > 0
     assert "explained_variance" in result["metrics"]
+    runtime = assert_served_equally(result, tmp_path / "staging", features_of("diabetes"))
+    assert runtime == ("sklearn" if algorithm == "hist_gradient_boosting" else "onnx"), result["serving_runtime_reason"]
 
 
 def test_tuned_and_auto_models_reach_the_known_accuracy(tmp_path):
@@ -101,6 +112,7 @@ def test_ensembles_over_candidates(tmp_path, kind):
     result = run_in_process(tmp_path, "wine", {"model_type": kind, "candidates": ["logistic", "random_forest", "knn"]})
     assert result["algorithm"] == kind and result["selection"] == {"members": ["logistic", "random_forest", "knn"]}
     assert result["metrics"]["accuracy"] > 0.85
+    assert_served_equally(result, tmp_path / "staging", features_of("wine"))
 
 
 def test_grid_search_records_every_trial(tmp_path):
@@ -144,6 +156,10 @@ def test_preprocessing_options_live_inside_the_artifact(tmp_path, preprocessing)
     raw = load_wine(as_frame=True).frame.drop(columns="target").head(20)
     raw.iloc[0, 0] = float("nan")
     assert set(model.predict(raw)) <= {0, 1, 2}
+    # the preprocessing converts to ONNX too (our own capper and selector included), with the same answers
+    everything = features_of("wine")
+    everything.iloc[0, 0] = float("nan")
+    assert assert_served_equally(result, tmp_path / "staging", everything) == "onnx", result["serving_runtime_reason"]
 
 
 def test_time_split_and_training_window(tmp_path):

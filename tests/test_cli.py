@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from backend import demo
 from backend.cli import main
-from tests.helpers import ROOT, write_config
+from tests.helpers import ROOT, wait_job, write_config
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,36 @@ def test_train_all_activate_and_rollback(tmp_path, cli):
     refused = cli(config, "activate", "parima", "v9", check=False)
     assert refused.returncode != 0 and "v9" in refused.stderr
     assert cli(config, "train", check=False).returncode != 0
+
+
+@pytest.mark.server
+def test_rollout_commands_act_on_the_running_server(trained_folder, tmp_path, servers, cli):
+    import shutil
+
+    for part in ("data", "ml_models"):
+        shutil.copytree(trained_folder / part, tmp_path / part, dirs_exist_ok=True)
+    config = write_config(tmp_path, promotion={"mode": "manual", "minLabels": 20}, autoTrain=False,
+                          drift={"enabled": False})
+    server = servers(config)
+    url = ["--url", server.url]
+    job = requests.post(f"{server.url}/api/parima/train", json={"force": True}, timeout=10).json()
+    wait_job(lambda: requests.get(f"{server.url}/api/parima/jobs/{job['job_id']}", timeout=10).json())
+    assert requests.get(f"{server.url}/api/parima/versions/v2", timeout=10).json()["status"] == "staged"
+    started = json.loads(cli(config, "experiments", "parima", *url, "--start", "ab", "--versions", "v1", "v2").stdout)
+    assert started["status"] == "running" and started["split"] == [0.5, 0.5]
+    rows = demo.rows(6, seed=3)
+    answers = [requests.post(f"{server.url}/api/parima/predict", timeout=10,
+                             json={"features": {k: r[k] for k in demo.FEATURES}}).json() for r in rows]
+    feedback_csv = tmp_path / "labels.csv"
+    feedback_csv.write_text("prediction_id,label\n" + "".join(f"{a['prediction_id']},{r[demo.TARGET]}\n"
+                                                              for a, r in zip(answers, rows)))
+    assert json.loads(cli(config, "feedback", "parima", *url, "--file", str(feedback_csv)).stdout)["accepted"] == 6
+    again = cli(config, "feedback", "parima", *url, "--file", str(feedback_csv), check=False)
+    assert again.returncode == 1 and "already_labelled" not in again.stdout and "422" in again.stderr
+    listed = cli(config, "experiments", "parima", *url).stdout
+    assert started["id"] in listed and "running" in listed
+    cli(config, "experiments", "parima", *url, "--stop", started["id"])
+    assert json.loads(cli(config, "promote", "parima", "v2", *url).stdout)["active_version"] == "v2"
+    refused = cli(config, "reject", "parima", "v2", *url, check=False)
+    assert refused.returncode == 1 and "version_not_staged" in refused.stderr
+    assert requests.get(f"{server.url}/health", timeout=10).json()["models"]["parima"]["version"] == "v2"

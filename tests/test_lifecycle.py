@@ -175,8 +175,10 @@ def test_notifications_follow_outcomes_and_filter(trained_client, tmp_path):
     train(trained_client, csv_path="bad.csv")
     notes = trained_client.get("/api/notifications").json["notifications"]
     assert [(n["level"], n["event_type"]) for n in notes] == [("success", "MODEL_PROMOTED"), ("error", "TRAINING_FAILED")]
-    assert set(notes[0]) == {"id", "timestamp", "level", "model", "version", "event_type", "message", "details"}
+    assert set(notes[0]) == {"id", "timestamp", "level", "model", "version", "event_type", "message", "details",
+                             "active_version"}
     assert notes[0]["version"] == "v1" and notes[1]["id"] > notes[0]["id"]
+    assert notes[1]["active_version"] == "v1"  # a failure says which version still serves
     since = trained_client.get(f"/api/notifications?since={notes[0]['id']}").json["notifications"]
     assert [n["event_type"] for n in since] == ["TRAINING_FAILED"]
     assert trained_client.get("/api/notifications?level=warning").json["notifications"] == []

@@ -6,7 +6,9 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     """Attach every blueprint to ``app``."""
-    from . import datasets, health, monitoring, notifications, predict, samples, training, versions
+    from . import (datasets, events, health, inference_v2, invocations, monitoring, notifications, predict, rollout,
+                   samples, training, versions)
 
-    for module in (datasets, health, monitoring, notifications, predict, samples, training, versions):
+    for module in (datasets, events, health, monitoring, notifications, predict, rollout, samples, training, versions,
+                   invocations, inference_v2):
         app.register_blueprint(module.bp)

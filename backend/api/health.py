@@ -18,8 +18,8 @@ def health():
     models = {name: status.of(rt).health() for name, rt in state.runtimes.items()}
     first = next(iter(models.values()))
     healthy = all(m["model_loaded"] for m in models.values())
-    return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(), "models": models,
-            "executor": state.executor_health()}
+    return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(),
+            "auth_required": state.api_key is not None, "models": models, "executor": state.executor_health()}
 
 
 @bp.get("/ready")
