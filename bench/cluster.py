@@ -35,7 +35,7 @@ ROWS = 50_000
 TRIALS = 32
 FOLDS = 5
 FEATURES = [f"f{i}" for i in range(10)]
-SPACE = {"n_estimators": {"low": 10, "high": 30}, "max_depth": {"low": 4, "high": 10}}
+SPACE = {"n_estimators": {"low": 5, "high": 15}, "max_depth": {"low": 3, "high": 8}}
 
 
 def available() -> bool:
