@@ -35,6 +35,7 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
     from . import retrain
     from .errors import ConfigError
     from .events import EventJournal
+    from .executor import health_of
     from .history import HistoryLog
     from .mailer import Mailer
     from .notifications import Notifier
@@ -53,13 +54,14 @@ def build_state(config: Config, metrics: Metrics | None = None) -> Refit:
         history = histories.setdefault(str(path), HistoryLog(path, journal))
         runtimes[name] = ModelRuntime(model, config.storage, history, notifier, retrain.run_job, metrics,
                                       base_dir=config.path.parent, prediction_log=config.prediction_log,
-                                      serving=config.serving, journal=journal)
+                                      serving=config.serving, journal=journal,
+                                      compute=config.compute)
     key_name = config.security.api_key_env
     api_key = os.environ.get(key_name)
     if api_key is not None and not api_key.strip():
         raise ConfigError(f"security.apiKeyEnv: ${key_name} is set but empty; unset it or give it a value")
     return Refit(config=config, runtimes=runtimes, histories=histories, notifier=notifier, api_key=api_key or None,
-                 metrics=metrics, journal=journal)
+                 metrics=metrics, journal=journal, executor_health=health_of(config.compute))
 
 
 def create_app(config: Config | str | Path | None = None, *, start_scheduler: bool = False,

@@ -3,7 +3,10 @@
 ``train_candidate`` runs inside the training process (``training_process``)
 and returns a ``Candidate``: the saved artifact's facts, its scores and the
 active version's score on the same held-out rows. It has no Flask and no
-registry; the parent gates, registers and serves it.
+registry; the parent gates, registers and serves it. Its fits (windows,
+candidates, folds, trials, the final fit and the refit) go through an
+executor (``executor``): here, or as tasks of a Dask cluster, which hands back
+the fitted pipeline; scoring, plots and the artifact are made here either way.
 """
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from . import catalogue, evaluation, onnx_conversion, plots, preprocessing, training, tuning, windows
+from . import catalogue, evaluation, fits, onnx_conversion, plots, preprocessing, training, tuning, windows
 from .errors import ArtifactError, CatalogueError, TrainingFailed
+from .executor import ComputeConfig, Executor, open_executor
 from .files import sha256_file
 from .options import TrainingOptions
 from .registry import ARTIFACT
@@ -45,6 +49,7 @@ class TrainingSpec:
     active_trained_end: int | None = None  # one past the last store row the active version trained on
     other_file: bool = False  # the rows come from another file than the sample store
     serving_runtime: str = "auto"  # config serving.runtime: convert a promoted candidate to ONNX unless "sklearn"
+    compute: ComputeConfig = ComputeConfig()  # where the fits run (config ``compute``)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class Candidate:
     library_versions: dict[str, str]
     check_rows: list[dict[str, Any]]
     check_predictions: list[Any]
+    executor: str  # where the fits ran: "local" or "dask"
+    scheduler: str | None  # the Dask scheduler's address
+    tasks_run: int  # Dask tasks completed for this job (0 locally)
     # how it will be served (CONTRACT §11): see onnx_conversion.Conversion.fields
     serving_runtime: str = "sklearn"
     serving_runtime_reason: str | None = None
@@ -119,6 +127,15 @@ def _stage(send: Report, low: float, high: float) -> tuning.Progress:
 
 def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
     """Produce and save a candidate for ``spec``; raise DataQualityError or TrainingFailed."""
+    # a cluster is connected to first: one that does not answer fails the job before any row is read
+    executor = open_executor(spec.compute, spec.options.n_jobs, Path(spec.staging_dir).name)
+    try:
+        return _train(spec, send, executor)
+    finally:
+        executor.close()
+
+
+def _train(spec: TrainingSpec, send: Report, executor: Executor) -> Candidate:
     opts = spec.options
     random_state = opts.random_state
     send("progress", 3, "loading")
@@ -141,34 +158,38 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
                                random_state=random_state,
                                classes=data.y.to_numpy() if data.task == "classification" else None)
     X_test, y_test = data.X.iloc[held_out.positions], data.y.iloc[held_out.positions]
+    rows = fits.Rows(data.X, data.y, held_out)
+    if executor.kind != "local":
+        send("progress", 10, "sending the rows to the cluster")
+    executor.share(rows)  # once per job: every fit below refers to these rows
     steps = preprocessing.build(prep, data.numeric, data.categorical, data.task, random_state)
     send("progress", 12, "choosing a window")
     started = time.perf_counter()
-    window, tried = _search_windows(opts, data, held_out, metric, steps, send)
+    window, tried = _search_windows(executor, opts, data.task, rows, metric, steps, send)
     search_seconds = time.perf_counter() - started
     train_at = windows.training_positions(n_rows, window, held_out)
     X_train, y_train = data.X.iloc[train_at], data.y.iloc[train_at]
     search = opts.tuning
     cv_strategy = opts.cv_strategy or ("timeseries" if opts.split_strategy == "time" else None)
     cv = tuning.splitter(data.task, cv_strategy, search.cv, random_state, y_train)
+    folds = _Folds(window, cv, cv.get_n_splits(X_train, y_train))
     try:
-        estimator, algorithm, selection, tuned = _choose(opts, data.task, metric, steps, X_train, y_train, cv, search,
-                                                         send)
+        estimator, algorithm, selection, tuned = _choose(executor, opts, data.task, metric, steps, folds, search, send)
     except CatalogueError as exc:
         raise TrainingFailed("config", str(exc)) from None
 
     template = Pipeline(steps + [("model", estimator)])
     if opts.cross_validate and not tuned and not (selection and "candidates" in selection):
-        cross = tuning.cross_validate(template, X_train, y_train, data.task, metric, cv)
+        cross = tuning.cross_validate(executor, template, window, data.task, metric, cv, folds.n)
         selection = {"cross_validation": cross.to_dict()}
     send("progress", 65, "fitting")
     started = time.perf_counter()
-    pipeline = training.fit(template, X_train, y_train)
+    pipeline = _fit(executor, template, window, with_holdout=False)
     fit_seconds = time.perf_counter() - started
 
     send("progress", 76, "evaluating")
     metrics = evaluation.evaluate(pipeline, X_test, y_test, data.task)
-    baseline_score = _finite(evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train),
+    baseline_score = fits.finite(evaluation.METRICS[data.task][metric](evaluation.baseline(data.task, X_train, y_train),
                                                                   X_test, y_test))
     if held_out.comparison in ("unseen_rows", "other_file"):
         active_score, active_error = _score_active(spec, metric, data.task, X_test, y_test)
@@ -194,7 +215,7 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
         send("progress", 88, "refitting")
         trained_at = windows.window_positions(n_rows, window)
         started = time.perf_counter()
-        served = training.fit(template, data.X.iloc[trained_at], data.y.iloc[trained_at])
+        served = _fit(executor, template, window, with_holdout=True)
         refit_seconds = time.perf_counter() - started
 
     send("progress", 92, "saving")
@@ -266,51 +287,47 @@ def train_candidate(spec: TrainingSpec, send: Report) -> Candidate:
         "check_rows": [{k: to_native(v) for k, v in row.items()} for row in check.to_dict(orient="records")],
         "check_predictions": predict_frame(served, check, data.task)[0],  # as serving will predict them
         **conversion.fields(),
+        **executor.summary(),
     })
 
 
-def _search_windows(opts: TrainingOptions, data: training.PreparedData, held_out: windows.Holdout, metric: str,
-                    steps: list, send: Report) -> tuple[windows.Window, dict[windows.Window, float | None]]:
+def _search_windows(executor: Executor, opts: TrainingOptions, task: str, rows: fits.Rows, metric: str, steps: list,
+                    send: Report) -> tuple[windows.Window, dict[windows.Window, float | None]]:
     """Score the configured estimator fitted on each window, on the holdout; return the chosen window and the scores.
 
     The search only ranks windows, so a forest is grown with a quarter of its trees here (the chosen
     window is then fitted in full): the windows cost about half of one full fit together, since
-    each is half the length of the one before.
+    each is half the length of the one before. Each window is one call of the executor.
     """
-    ladder = windows.ladder(len(data.y), held_out.n, opts.training_window)
+    ladder = windows.ladder(len(rows.y), rows.holdout.n, opts.training_window)
     if len(ladder) == 1:
         return ladder[0], {ladder[0]: None}
-    task, scorer = data.task, evaluation.METRICS[data.task][metric]
+    scorer = evaluation.METRICS[task][metric]
     estimator = catalogue.with_parameters(catalogue.make(task, _plain_model(opts.model_type, task), opts.random_state,
                                                          opts.n_jobs), opts.hyperparameters if opts.model_type
                                           not in catalogue.ENSEMBLES else {})
     if "n_estimators" in estimator.get_params() and "warm_start" in estimator.get_params():
         estimator.set_params(n_estimators=max(25, estimator.get_params()["n_estimators"] // 4))
     template = Pipeline(steps + [("model", estimator)])
-    X_test, y_test = data.X.iloc[held_out.positions], data.y.iloc[held_out.positions]
-    scores: dict[windows.Window, float | None] = {}
-    fitted: dict[windows.Window, Pipeline] = {}
-    for index, window in enumerate(ladder):
-        send("progress", 12 + 8 * index / len(ladder), "choosing a window")
-        at = windows.training_positions(len(data.y), window, held_out)
-        try:
-            fitted[window] = training.fit(template, data.X.iloc[at], data.y.iloc[at])
-            scores[window] = _finite(scorer(fitted[window], X_test, y_test))
-        except ValueError:  # e.g. a short window holding a single class
-            scores[window] = None
+    done = {"windows": 0}
+
+    def on_done() -> None:
+        done["windows"] += 1
+        send("progress", 12 + 8 * done["windows"] / len(ladder), "choosing a window")
+
+    found = executor.run([(fits.score_window, (template, window, task, metric)) for window in ladder], on_done)
+    scores: dict[windows.Window, float | None] = {window: result.score for window, result in zip(ladder, found)}
     scored = [w for w in ladder if scores[w] is not None]
     if not scored:
         return "all", scores
     best = max(scored, key=lambda w: evaluation.improvement(metric, scores[w], scores[scored[0]]))
     # the longest window within one standard error of the best: a shorter one must win clearly.
-    # The best window predicts the holdout once; each bootstrap resample only re-scores those answers.
-    model, tolerance = fitted[best], 0.0
-    wants_proba = metric in evaluation.PROBA_METRICS
-    if not wants_proba or hasattr(model, "predict_proba"):
-        answers = evaluation.Replay(model.predict(X_test), model.predict_proba(X_test) if wants_proba else None,
-                                    getattr(model, "classes_", None))
+    # The best window predicted the holdout once; each bootstrap resample only re-scores those answers.
+    answers, tolerance = found[ladder.index(best)].answers, 0.0
+    if answers is not None:
+        y_test = rows.test()[1]
         tolerance = windows.standard_error(
-            lambda resample: scorer(answers.subset(resample), None, y_test.iloc[resample]), held_out.n,
+            lambda resample: scorer(answers.subset(resample), None, y_test.iloc[resample]), rows.holdout.n,
             opts.random_state)
     return windows.choose(scores, lambda a, b: evaluation.improvement(metric, a, b), tolerance), scores
 
@@ -320,8 +337,22 @@ def _plain_model(model_type: str, task: str) -> str:
     return "random_forest" if model_type in catalogue.ENSEMBLES else model_type
 
 
-def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv, search: tuning.Tuning,
-            send: Report) -> tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]:
+@dataclass(frozen=True)
+class _Folds:
+    """The cross-validation every candidate and trial is scored by: a splitter over a window's training rows."""
+
+    window: windows.Window
+    cv: Any
+    n: int
+
+
+def _fit(executor: Executor, template: Pipeline, window: windows.Window, *, with_holdout: bool) -> Pipeline:
+    """Fit ``template`` on a window through the executor (a cluster sends the fitted pipeline back)."""
+    return executor.run([(fits.fit_window, (template, window, with_holdout))])[0]
+
+
+def _choose(executor: Executor, opts: TrainingOptions, task: str, metric: str, steps: list, folds: _Folds,
+            search: tuning.Tuning, send: Report) -> tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]:
     """Pick the estimator: the configured one, the best cross-validated candidate, or an ensemble; tune it if asked."""
     model_type, random_state, n_jobs = opts.model_type, opts.random_state, opts.n_jobs
     selection = tuned = None
@@ -333,7 +364,8 @@ def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv
         names = opts.candidates or catalogue.DEFAULT_CANDIDATES[task]
         members = {n: Pipeline(steps + [("model", catalogue.make(task, n, random_state, n_jobs))]) for n in names}
         try:
-            chosen, table = tuning.select(members, X, y, task, metric, cv, _stage(send, 20, 40))
+            chosen, table = tuning.select(executor, members, folds.window, task, metric, folds.cv, folds.n,
+                                          _stage(send, 20, 40))
         except ValueError as exc:
             raise TrainingFailed("error", str(exc)) from None
         selection = {"chosen": chosen, "candidates": table}
@@ -345,8 +377,8 @@ def _choose(opts: TrainingOptions, task: str, metric: str, steps: list, X, y, cv
         space = catalogue.search_space(chosen, search.search_space)
         if space:
             try:
-                tuned = tuning.search(Pipeline(steps + [("model", estimator)]), X, y, task, metric, search, space, cv,
-                                      random_state, _stage(send, 40, 62))
+                tuned = tuning.search(executor, Pipeline(steps + [("model", estimator)]), folds.window, task, metric,
+                                      search, space, folds.cv, folds.n, random_state, _stage(send, 40, 62))
             except ValueError as exc:
                 raise TrainingFailed("config", f"tuning failed: {exc}") from None
             estimator.set_params(**{k: tuple(v) if isinstance(v, list) else v for k, v in tuned["best_params"].items()})
@@ -359,14 +391,9 @@ def _score_active(spec: TrainingSpec, metric: str, task: str, X_test, y_test) ->
         return None, None
     try:
         active = load_artifact(Path(spec.active_path), spec.active_sha256)
-        return _finite(evaluation.METRICS[task][metric](active, X_test, y_test)), None
+        return fits.finite(evaluation.METRICS[task][metric](active, X_test, y_test)), None
     except (ArtifactError, ValueError, KeyError, TypeError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def _plain(value: Any) -> Any:

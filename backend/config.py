@@ -16,8 +16,9 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
-from . import options
+from . import executor, options
 from .errors import ConfigError, Invalid
+from .executor import ComputeConfig
 from .options import OptionsSchema, TrainingOptions
 
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -147,6 +148,7 @@ class Config:
     models: dict[str, ModelConfig]
     prediction_log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
 
 _Strict = options.Strict
@@ -206,6 +208,22 @@ class _NotificationsSchema(_Strict):
                                       validate=validate.Range(min=1, max=10))
     keep = fields.Integer(load_default=1000, strict=True, validate=validate.Range(min=10, max=1_000_000))
     email = fields.Nested(_EmailSchema, load_default=None, allow_none=True)
+
+
+class _ComputeSchema(_Strict):
+    """``compute``: where every model's training fits run (CONTRACT §12)."""
+
+    executor = fields.String(load_default="local", validate=validate.OneOf(executor.EXECUTORS))
+    dask_scheduler = fields.String(data_key="daskScheduler", load_default=None, allow_none=True,
+                                   validate=validate.Regexp(r"^tcp://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+):\d{1,5}$",
+                                                            error="must be a scheduler address such as "
+                                                                  "tcp://host:8786"))
+
+    @validates_schema
+    def _needs_address(self, data: dict, **_: Any) -> None:
+        if data.get("executor") == "dask" and not data.get("dask_scheduler"):
+            raise ValidationError("is required with executor \"dask\" (the scheduler's address, e.g. tcp://host:8786)",
+                                  "daskScheduler")
 
 
 class _DriftSchema(_Strict):
@@ -295,6 +313,7 @@ class _ConfigSchema(_Strict):
     notifications = fields.Nested(_NotificationsSchema, load_default=_defaults(_NotificationsSchema))
     prediction_log = fields.Nested(_PredictionLogSchema, data_key="predictionLog",
                                    load_default=_defaults(_PredictionLogSchema))
+    compute = fields.Nested(_ComputeSchema, load_default=_defaults(_ComputeSchema))
     models = fields.Dict(keys=fields.String(), values=fields.Nested(_ModelSchema), required=True)
 
     @post_load
@@ -350,6 +369,10 @@ def parse_config(raw: Any, config_file: Path) -> Config:
     except ValidationError as exc:
         raise ConfigError(f"{config_file}: " + "; ".join(_flatten(exc.messages))) from None
 
+    compute = ComputeConfig(**data["compute"])
+    if compute.executor == "dask" and not executor.installed():
+        raise ConfigError(f"{config_file}: compute.executor: \"dask\" needs the optional package {executor.PACKAGE}: "
+                          "pip install -r requirements-optional.txt")
     base = config_file.resolve().parent
 
     def resolve(value: str) -> Path:
@@ -387,4 +410,5 @@ def parse_config(raw: Any, config_file: Path) -> Config:
         models=models,
         prediction_log=PredictionLogConfig(**data["prediction_log"]),
         serving=ServingConfig(**data["serving"]),
+        compute=compute,
     )

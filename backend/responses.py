@@ -41,6 +41,10 @@ MODEL_HEALTH = obj({"model_loaded": BOOLEAN, "model_path": nullable(STRING), "la
                    {"model_age_hours": nullable(NUMBER), "samples_since_training": INTEGER,
                     "drift_detected": BOOLEAN})
 
+# where trainings run their fits (CONTRACT §12): {"kind": "local"} or the Dask scheduler and whether it answers
+EXECUTOR = obj({"kind": {"type": "string", "enum": ["local", "dask"]}},
+               {"scheduler": STRING, "scheduler_answers": BOOLEAN})
+
 EVENT = obj({"timestamp": STRING, "event_type": STRING, "model": STRING, "message": STRING, "details": OBJECT})
 
 JOB = obj({"job_id": STRING, "model": STRING, "trigger": STRING, "status": JOB_STATUS, "progress": INTEGER,
@@ -51,7 +55,8 @@ VERSION = obj({"version": STRING, "status": STRING, "created_at": STRING},
               {"algorithm": nullable(STRING), "params": nullable(OBJECT), "metrics": nullable(OBJECT),
                "n_samples": nullable(INTEGER), "n_test_samples": nullable(INTEGER), "model_path": nullable(STRING),
                "sha256": nullable(STRING), "training_seconds": nullable(NUMBER), "trigger": nullable(STRING),
-               "promotion": nullable(OBJECT)})
+               "promotion": nullable(OBJECT), "executor": {"type": "string", "enum": ["local", "dask"]},
+               "scheduler": nullable(STRING), "tasks_run": INTEGER})
 
 NOTIFICATION = obj({"id": INTEGER, "timestamp": STRING, "level": {"type": "string", "enum": ["success", "warning", "error"]},
                     "model": STRING, "version": nullable(STRING), "event_type": STRING, "message": STRING,
@@ -59,7 +64,8 @@ NOTIFICATION = obj({"id": INTEGER, "timestamp": STRING, "level": {"type": "strin
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": obj({"status": {"type": "string", "enum": ["healthy", "degraded"]}, **MODEL_HEALTH["properties"],
-                   "pid": INTEGER, "auth_required": BOOLEAN, "models": {"type": "object", "additionalProperties": MODEL_HEALTH}}),
+                   "pid": INTEGER, "auth_required": BOOLEAN, "models": {"type": "object", "additionalProperties": MODEL_HEALTH},
+                   "executor": EXECUTOR}),
     "Ready": obj({"ready": BOOLEAN, "models": OBJECT}, {"pid": INTEGER}),
     "ModelList": obj({"models": array(obj({"name": STRING, "target": STRING, "active_version": nullable(STRING),
                                            "total_samples": INTEGER, "auto_training_enabled": BOOLEAN},

@@ -62,7 +62,7 @@ def run_job(rt: ModelRuntime, job: Job) -> None:
         active_path=active_record["model_path"] if active_record else None,
         active_sha256=active_record["sha256"] if active_record else None,
         active_trained_end=_trained_end(active_record), other_file=request.csv_path is not None,
-        serving_runtime=rt.serving.runtime,
+        serving_runtime=rt.serving.runtime, compute=rt.compute,
     )
     started = {"logged": False}
 

@@ -15,6 +15,7 @@ from .config import ModelConfig, PredictionLogConfig, ServingConfig, StorageConf
 from .datasets import dataset_path
 from .errors import Conflict, DataQualityError, Invalid
 from .events import EventJournal
+from .executor import ComputeConfig
 from .history import HistoryLog
 from .jobs import Job, JobRunner
 from .metrics import Metrics
@@ -41,8 +42,10 @@ class ModelRuntime:
     def __init__(self, config: ModelConfig, storage: StorageConfig, history: HistoryLog, notifier: Notifier,
                  run_job: RunJob, metrics: Metrics | None = None, *, base_dir: Path | None = None,
                  clock: Callable[[], float] = time.monotonic, prediction_log: PredictionLogConfig | None = None,
-                 serving: ServingConfig | None = None, journal: EventJournal | None = None):
+                 serving: ServingConfig | None = None, journal: EventJournal | None = None,
+                 compute: ComputeConfig | None = None):
         self.config = config
+        self.compute = compute or ComputeConfig()  # where its trainings run their fits (the global ``compute`` block)
         self.name = config.name
         self.data_dir = storage.data_dir
         self.base_dir = base_dir or storage.data_dir  # the config file's folder: relative paths in requests start here

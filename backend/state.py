@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from flask import current_app
 
@@ -30,6 +30,7 @@ class Refit:
     openapi: dict[str, Any] | None = None
     journal: EventJournal | None = None  # the console's numbered events (events.py), shared by every process
     streams: StreamGate | None = None  # this process's open event streams
+    executor_health: Callable[[], dict[str, Any]] = lambda: {"kind": "local"}  # /health's "executor" (CONTRACT §12)
 
 
 def refit() -> Refit:

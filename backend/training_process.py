@@ -57,11 +57,12 @@ def _child(spec: TrainingSpec, conn: Any) -> None:
         conn.close()
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(cluster: bool) -> multiprocessing.context.BaseContext:
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
-        # skl2onnx takes ~1.8 s to import: once in the forkserver, not in every training that converts
-        context.set_forkserver_preload(["backend.candidate", "skl2onnx"])
+        # skl2onnx takes ~1.8 s to import, a Dask client ~1 s (for jobs on a cluster; it starts no thread at
+        # import): once in the forkserver, not in every training
+        context.set_forkserver_preload(["backend.candidate", "skl2onnx"] + (["distributed"] if cluster else []))
         return context
     return multiprocessing.get_context("spawn")
 
@@ -74,7 +75,7 @@ def run(spec: TrainingSpec, on_message: Callable[[tuple], None], cancelled: Call
     TrainingFailed with reason 'cancelled', 'timeout', 'worker_died' or the
     child's own reason.
     """
-    context = _context()
+    context = _context(spec.compute.executor == "dask")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(spec, sender), name=f"refit-train-{spec.model}", daemon=True)
     process.start()

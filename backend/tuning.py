@@ -1,14 +1,15 @@
 """Choosing among algorithms and their parameters by cross-validation on the training rows.
 
-Our own loop over folds (rather than GridSearchCV) so that progress moves with
-every fold, the time budget is checked between fits, and the promotion metric
-ranks candidates the way the gate does, lower-is-better metrics included.
-The test split is never seen here.
+Our own folds rather than GridSearchCV: each fold of each trial or candidate is
+one call an executor runs (``executor``: in the training process, or as a task
+of a Dask cluster), so progress moves with every fold wherever it ran, the time
+budget is checked between trials, and the promotion metric ranks candidates the
+way the gate does, lower-is-better metrics included. The test split is never
+seen here.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,7 +21,9 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
-from . import evaluation
+from . import evaluation, fits
+from .executor import Call, Executor
+from .windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +71,26 @@ def _goodness(metric: str, value: float) -> float:
     return -value if metric in evaluation.LOWER_IS_BETTER else value
 
 
-def cross_validate(template: Pipeline, X: pd.DataFrame, y: pd.Series, task: str, metric: str, cv: Any,
-                   on_fold: Callable[[], None] = lambda: None) -> CVResult:
-    """Score ``template`` on each fold with the promotion metric; failed or undefined folds are left out."""
-    score = evaluation.METRICS[task][metric]
-    values = []
-    for train_index, test_index in cv.split(X, y):
-        model = clone(template).fit(X.iloc[train_index], y.iloc[train_index])
-        value = float(score(model, X.iloc[test_index], y.iloc[test_index]))
-        if math.isfinite(value):
-            values.append(value)
-        on_fold()
+def fold_calls(template: Pipeline, window: Window, cv: Any, n_folds: int, task: str, metric: str) -> list[Call]:
+    """One call per fold: fit ``template`` on the fold's training part of a window, score its test part."""
+    return [(fits.score_fold, (template, window, cv, fold, task, metric)) for fold in range(n_folds)]
+
+
+def summarize(folds: list[fits.FoldScore]) -> CVResult:
+    """The folds' mean and std (undefined folds left out); ValueError with the first fold's error if one failed."""
+    for fold in folds:
+        if fold.error is not None:
+            raise ValueError(fold.error)
+    values = [fold.value for fold in folds if fold.value is not None]
     if not values:
         return CVResult(None, None, [])
     return CVResult(float(np.mean(values)), float(np.std(values)), [round(v, 6) for v in values])
+
+
+def cross_validate(executor: Executor, template: Pipeline, window: Window, task: str, metric: str, cv: Any,
+                   n_folds: int, on_fold: Callable[[], None] = lambda: None) -> CVResult:
+    """Score ``template`` on each fold of a window's training rows with the promotion metric."""
+    return summarize(executor.run(fold_calls(template, window, cv, n_folds, task, metric), on_fold))
 
 
 def _as_param(value: Any) -> Any:
@@ -97,12 +106,16 @@ def _distribution(spec: Any) -> Any:
     return stats.loguniform(low, high) if spec.get("log") else stats.uniform(low, high - low)
 
 
-def search(template: Pipeline, X: pd.DataFrame, y: pd.Series, task: str, metric: str, tuning: Tuning,
-           space: dict[str, Any], cv: Any, random_state: int, progress: Progress) -> dict[str, Any]:
-    """Search ``space`` for the ``model`` step of ``template``; return the best parameters and every trial's scores."""
+def search(executor: Executor, template: Pipeline, window: Window, task: str, metric: str, tuning: Tuning,
+           space: dict[str, Any], cv: Any, n_folds: int, random_state: int, progress: Progress) -> dict[str, Any]:
+    """Search ``space`` for the ``model`` step of ``template``; return the best parameters and every trial's scores.
+
+    Grid and random trials are handed to the executor all at once (a trial not begun by the time
+    budget is left out); Optuna asks as many trials at a time as keep the executor's slots busy
+    (one at a time locally), since each proposal learns from the scores before it.
+    """
     started = time.monotonic()
-    deadline = started + tuning.timeout_seconds if tuning.timeout_seconds else math.inf
-    n_folds = cv.get_n_splits(X, y)
+    deadline = started + tuning.timeout_seconds if tuning.timeout_seconds else None
     if tuning.method == "grid":
         if any(not isinstance(v, list) for v in space.values()):
             raise ValueError("a grid search needs a list of values for every parameter")
@@ -116,28 +129,38 @@ def search(template: Pipeline, X: pd.DataFrame, y: pd.Series, task: str, metric:
     trials: list[dict[str, Any]] = []
     done = {"fits": 0}
 
-    def evaluate(params: dict[str, Any]) -> float | None:
-        model = clone(template).set_params(**{f"model__{k}": _as_param(v) for k, v in params.items()})
+    def on_fold() -> None:
+        done["fits"] += 1
+        progress(min(1.0, done["fits"] / max(1, planned * n_folds)),
+                 f"tuning {min(planned, (done['fits'] - 1) // n_folds + 1)}/{planned}")
 
-        def on_fold() -> None:
-            done["fits"] += 1
-            progress(min(1.0, done["fits"] / max(1, planned * n_folds)), f"tuning {len(trials) + 1}/{planned}")
-
-        try:
-            result = cross_validate(model, X, y, task, metric, cv, on_fold)
-        except (ValueError, ArithmeticError) as exc:  # a parameter combination the estimator refuses
-            trials.append({"params": params, "mean": None, "std": None, "error": str(exc)[:300]})
-            return None
-        trials.append({"params": params, "mean": result.mean, "std": result.std})
-        return result.mean
+    def evaluate(batch: list[dict[str, Any]], until: float | None = None) -> list[float | None]:
+        calls = []
+        for params in batch:
+            model = clone(template).set_params(**{f"model__{k}": _as_param(v) for k, v in params.items()})
+            calls += fold_calls(model, window, cv, n_folds, task, metric)
+        results = executor.run(calls, on_fold, until, group=n_folds)
+        means: list[float | None] = []
+        for number, params in enumerate(batch):
+            folds = results[number * n_folds:(number + 1) * n_folds]
+            if any(fold is None for fold in folds):  # not begun within the time budget
+                means.append(None)
+                continue
+            try:
+                result = summarize(folds)
+            except ValueError as exc:  # a parameter combination the estimator refuses
+                trials.append({"params": params, "mean": None, "std": None, "error": str(exc)})
+                means.append(None)
+                continue
+            trials.append({"params": params, "mean": result.mean, "std": result.std})
+            means.append(result.mean)
+        return means
 
     if candidates is not None:
-        for params in candidates:
-            if trials and time.monotonic() > deadline:
-                break
-            evaluate({k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()})
+        evaluate([{k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()} for params in candidates],
+                 deadline)
     else:
-        _optuna(evaluate, space, tuning, metric, random_state, deadline)
+        _optuna(evaluate, space, tuning, metric, random_state, deadline, max(1, -(-executor.slots // n_folds)))
 
     scored = [t for t in trials if t["mean"] is not None]
     if not scored:
@@ -155,38 +178,42 @@ def search(template: Pipeline, X: pd.DataFrame, y: pd.Series, task: str, metric:
     }
 
 
-def _optuna(evaluate: Callable[[dict[str, Any]], float | None], space: dict[str, Any], tuning: Tuning, metric: str,
-            random_state: int, deadline: float) -> None:
+def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            # choices may be lists (hidden_layer_sizes), which Optuna cannot store: suggest an index
+            params[name] = spec[trial.suggest_categorical(name, list(range(len(spec))))]
+        elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=bool(spec.get("log")))
+        else:
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+    return params
+
+
+def _optuna(evaluate: Callable[[list[dict[str, Any]]], list[float | None]], space: dict[str, Any], tuning: Tuning,
+            metric: str, random_state: int, deadline: float | None, batch: int) -> None:
+    """Ask, score and tell ``batch`` trials at a time (what ``study.optimize`` does for a batch of one)."""
     import optuna
+    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def objective(trial: Any) -> float:
-        params = {}
-        for name, spec in space.items():
-            if isinstance(spec, list):
-                # choices may be lists (hidden_layer_sizes), which Optuna cannot store: suggest an index
-                params[name] = spec[trial.suggest_categorical(name, list(range(len(spec))))]
-            elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
-                params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=bool(spec.get("log")))
-            else:
-                params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
-        value = evaluate(params)
-        if value is None:
-            raise optuna.TrialPruned()
-        return value
-
     direction = "minimize" if metric in evaluation.LOWER_IS_BETTER else "maximize"
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=random_state))
-    remaining = deadline - time.monotonic()
-    study.optimize(objective, n_trials=tuning.n_iter, timeout=None if math.isinf(remaining) else max(1.0, remaining))
+    asked = 0
+    while asked < tuning.n_iter and not (asked and deadline is not None and time.monotonic() > deadline):
+        trials = [study.ask() for _ in range(min(batch, tuning.n_iter - asked))]
+        asked += len(trials)
+        for trial, value in zip(trials, evaluate([_suggest(trial, space) for trial in trials])):
+            if value is None:  # a combination the estimator refused: pruned, as optimize() records it
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, value)
 
 
-def select(members: dict[str, Pipeline], X: pd.DataFrame, y: pd.Series, task: str, metric: str, cv: Any,
-           progress: Progress) -> tuple[str, dict[str, Any]]:
-    """Cross-validate every candidate; return the best one's name and every candidate's scores."""
-    table: dict[str, Any] = {}
-    n_folds = cv.get_n_splits(X, y)
+def select(executor: Executor, members: dict[str, Pipeline], window: Window, task: str, metric: str, cv: Any,
+           n_folds: int, progress: Progress) -> tuple[str, dict[str, Any]]:
+    """Cross-validate every candidate (all their folds handed to the executor at once); return the best and every score."""
     total = len(members) * n_folds
     done = {"fits": 0}
 
@@ -194,11 +221,14 @@ def select(members: dict[str, Pipeline], X: pd.DataFrame, y: pd.Series, task: st
         done["fits"] += 1
         progress(done["fits"] / total, f"selecting {done['fits']}/{total}")
 
-    for name, template in members.items():
+    calls = [call for template in members.values() for call in fold_calls(template, window, cv, n_folds, task, metric)]
+    results = executor.run(calls, on_fold)
+    table: dict[str, Any] = {}
+    for number, name in enumerate(members):
         try:
-            table[name] = cross_validate(template, X, y, task, metric, cv, on_fold).to_dict()
-        except (ValueError, ArithmeticError) as exc:
-            table[name] = {"mean": None, "std": None, "folds": [], "error": str(exc)[:300]}
+            table[name] = summarize(results[number * n_folds:(number + 1) * n_folds]).to_dict()
+        except ValueError as exc:
+            table[name] = {"mean": None, "std": None, "folds": [], "error": str(exc)}
     ranked = [n for n in table if table[n]["mean"] is not None]
     if not ranked:
         raise ValueError("no candidate algorithm could be cross-validated")

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import requests
 
-from bench import counting
+from bench import cluster, counting
 from bench.procs import RssSampler, Server, cpu_plan, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,6 +375,15 @@ class Bench:
                            f"first full scan {r['first_s']:.2f} s), ms", fmt(tick, 3), "", f"{ratio:.2f}x the 10k check",
                            "<= 2x" if big else "", ratio <= 2 if big else None)
 
+    # -- 6. training on a cluster (bench/cluster.py)
+    def on_cluster(self) -> None:
+        if not cluster.available():
+            self.table.add("cluster", "skipped: dask[distributed] is not installed", "")
+            return
+        self.raw["cluster"] = raw = cluster.measure(self.reps)
+        for row in cluster.rows_of(raw):
+            self.table.add("cluster", row["figure"], row["refit"], row["reference"], row["ratio"], row["budget"], row["ok"])
+
     def memory_rows(self) -> None:
         for label, kib in self.raw.get("memory", {}).items():
             self.table.add("memory", f"peak RSS: {label}", f"{kib / 1024:.0f} MiB")
@@ -428,7 +437,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions per figure (at least 3 for RESULTS.md)")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one load repetition")
     parser.add_argument("--workers", type=int, default=1, help="worker processes for both servers")
-    parser.add_argument("--only", nargs="*", choices=["serving", "while_training", "hot_reload", "training", "counting"],
+    parser.add_argument("--only", nargs="*",
+                        choices=["serving", "while_training", "hot_reload", "training", "counting", "cluster"],
                         help="run only these sections (for working on one; RESULTS.md wants them all)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -444,6 +454,7 @@ def main() -> None:
         ("hot_reload", "3. hot reload under load", bench.hot_reload),
         ("training", "4. training cost against a bare fit", bench.training_cost),
         ("counting", "5. counting cost", bench.counting),
+        ("cluster", "6. training on a Dask cluster against the same training run locally", bench.on_cluster),
     ]
     for section, title, step in steps:
         if section != "setup" and args.only and section not in args.only:

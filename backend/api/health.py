@@ -14,11 +14,12 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/health")
 def health():
-    models = {name: status.of(rt).health() for name, rt in refit().runtimes.items()}
+    state = refit()
+    models = {name: status.of(rt).health() for name, rt in state.runtimes.items()}
     first = next(iter(models.values()))
     healthy = all(m["model_loaded"] for m in models.values())
     return {"status": "healthy" if healthy else "degraded", **first, "pid": os.getpid(),
-            "auth_required": refit().api_key is not None, "models": models}
+            "auth_required": state.api_key is not None, "models": models, "executor": state.executor_health()}
 
 
 @bp.get("/ready")
